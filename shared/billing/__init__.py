@@ -1,0 +1,1 @@
+"""Usage-based billing: the code layer every Lambda function imports."""

@@ -1,0 +1,65 @@
+"""Configuration from the environment, parsed and validated once per process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from billing import resources
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a usable configuration."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    events_table: str = Field(min_length=1)
+    billing_table: str = Field(min_length=1)
+    idempotency_table: str = Field(min_length=1)
+    ingest_queue_url: str = Field(min_length=1)
+    ingest_dlq_url: str = Field(min_length=1)
+    # Write shards per (tenant, customer) partition. Changing it for live data needs a migration:
+    # an event's shard is derived from its id, and reads query every shard up to this number.
+    event_shards: int = Field(default=8, ge=1, le=64)
+    event_max_age_days: int = Field(default=35, ge=1)
+    event_max_future_seconds: int = Field(default=300, ge=0)
+    sqs_max_message_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    tenant_cache_seconds: int = Field(default=60, ge=0)
+    consumer_write_concurrency: int = Field(default=16, ge=1, le=64)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        names = {
+            "events_table": resources.EVENTS_TABLE.env_var,
+            "billing_table": resources.BILLING_TABLE.env_var,
+            "idempotency_table": resources.IDEMPOTENCY_TABLE.env_var,
+            "ingest_queue_url": resources.INGEST_QUEUE.env_var,
+            "ingest_dlq_url": resources.INGEST_DLQ.env_var,
+            "event_shards": "EVENT_SHARDS",
+            "event_max_age_days": "EVENT_MAX_AGE_DAYS",
+            "event_max_future_seconds": "EVENT_MAX_FUTURE_SECONDS",
+            "sqs_max_message_bytes": "SQS_MAX_MESSAGE_BYTES",
+            "idempotency_ttl_seconds": "IDEMPOTENCY_TTL_SECONDS",
+            "tenant_cache_seconds": "TENANT_CACHE_SECONDS",
+            "consumer_write_concurrency": "CONSUMER_WRITE_CONCURRENCY",
+        }
+        values = {field: env[var] for field, var in names.items() if env.get(var)}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{names.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
+            )
+            raise SettingsError(f"invalid configuration: {problems}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()
