@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from billing.adapters.provisioning import create_all
+from billing.bootstrap import get_services
 from billing.settings import Settings, get_settings
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
@@ -49,8 +50,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         for var, value in env.items():
             monkeypatch.setenv(var, value)
         get_settings.cache_clear()
+        get_services.cache_clear()
         yield env
         get_settings.cache_clear()
+        get_services.cache_clear()
 
 
 @pytest.fixture

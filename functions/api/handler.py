@@ -1,0 +1,255 @@
+"""The api function: every HTTP route of API.md behind API Gateway (REST, Lambda proxy).
+
+Thin by design: authenticate from the authorizer's context, parse, call one use case, map domain
+errors to HTTP in one place.
+"""
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyKeyError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from billing.bootstrap import get_services
+from billing.domain.errors import (
+    BillingError,
+    Conflict,
+    Forbidden,
+    InvalidEvent,
+    InvalidRequest,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    TransientFailure,
+    Unauthenticated,
+)
+from billing.domain.tenants import Principal, Scope
+from billing.runtime import logger, metrics, tracer
+from billing.services.idempotent_requests import MAX_KEY_LENGTH
+from billing.services.ingest import read_ingest_request
+
+app = APIGatewayRestResolver()
+
+STATUS_BY_ERROR: dict[type[BillingError], HTTPStatus] = {
+    MalformedRequest: HTTPStatus.BAD_REQUEST,
+    Unauthenticated: HTTPStatus.UNAUTHORIZED,
+    Forbidden: HTTPStatus.FORBIDDEN,
+    NotFound: HTTPStatus.NOT_FOUND,
+    Conflict: HTTPStatus.CONFLICT,
+    PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    InvalidRequest: HTTPStatus.UNPROCESSABLE_ENTITY,
+    InvalidEvent: HTTPStatus.UNPROCESSABLE_ENTITY,
+    TransientFailure: HTTPStatus.SERVICE_UNAVAILABLE,
+}
+
+
+# ---- responses ---------------------------------------------------------------------------------------
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body, separators=(",", ":"), default=str),
+        headers=headers or {},
+    )
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return json_response(
+        status, {"error": {"code": code, "message": message, "details": details or []}}, headers
+    )
+
+
+@app.exception_handler(BillingError)
+def _billing_error(error: BillingError) -> Response:
+    status = next(
+        (code for kind, code in STATUS_BY_ERROR.items() if isinstance(error, kind)), HTTPStatus.BAD_REQUEST
+    )
+    details = list(error.details)
+    if isinstance(error, InvalidEvent) and error.field:
+        details.append({"field": error.field})
+    headers = {"Retry-After": "1"} if status == HTTPStatus.SERVICE_UNAVAILABLE else None
+    return error_response(status, error.code, error.message, details, headers)
+
+
+@app.exception_handler(IdempotencyValidationError)
+def _idempotency_reused(_: IdempotencyValidationError) -> Response:
+    return error_response(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "this Idempotency-Key was already used with a different request body",
+    )
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def _idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
+    return error_response(
+        HTTPStatus.CONFLICT,
+        "idempotency_key_in_progress",
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
+@app.not_found
+def _not_found(_: Exception) -> Response:
+    return error_response(HTTPStatus.NOT_FOUND, "route_not_found", "no such route")
+
+
+# ---- request helpers ---------------------------------------------------------------------------------
+
+
+def require(scope: Scope) -> Principal:
+    """The caller as the authorizer described it; the scope must cover the route."""
+    context = app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}
+    tenant_id, key_id, granted = context.get("tenant_id"), context.get("key_id"), context.get("scope")
+    if not tenant_id or not key_id or granted not in {s.value for s in Scope}:
+        raise Unauthenticated("a valid API key is required: Authorization: Bearer <key>")
+    principal = Principal(tenant_id=tenant_id, key_id=key_id, scope=Scope(granted))
+    if not principal.scope.allows(scope):
+        raise Forbidden(
+            f"this API key has the {principal.scope.value!r} scope; this route needs {scope.value!r}"
+        )
+    logger.append_keys(tenant_id=principal.tenant_id, key_id=principal.key_id)
+    return principal
+
+
+def raw_body() -> bytes:
+    event = app.current_event
+    if event.body is None:
+        return b""
+    if event.is_base64_encoded:
+        return base64.b64decode(event.body)
+    return event.body.encode()
+
+
+def received_at() -> datetime:
+    epoch_ms = app.current_event.raw_event.get("requestContext", {}).get("requestTimeEpoch")
+    if isinstance(epoch_ms, int | float) and epoch_ms > 0:
+        return datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return datetime.now(UTC)
+
+
+def idempotently(principal: Principal, operation: Callable[[], tuple[int, dict[str, Any]]]) -> Response:
+    """Run a POST operation, replaying the stored response when the Idempotency-Key was seen before."""
+    key = app.current_event.headers.get("Idempotency-Key")
+    if key is None:
+        status, body = operation()
+        return json_response(status, body)
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise MalformedRequest(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", code="invalid_header"
+        )
+    requests = get_services().idempotent_requests
+    try:
+        stored = requests.run(
+            tenant_id=principal.tenant_id,
+            key=key,
+            method=app.current_event.http_method,
+            path=app.current_event.path,
+            body=raw_body(),
+            operation=operation,
+        )
+    except IdempotencyKeyError as exc:  # pragma: no cover - the key is always present here
+        raise MalformedRequest(str(exc), code="invalid_header") from exc
+    headers = {"Idempotent-Replayed": "true"} if stored.replayed else None
+    return json_response(stored.status, stored.body, headers)
+
+
+# ---- routes ------------------------------------------------------------------------------------------
+
+
+@app.post("/v1/events", summary="Send usage events (one, a batch, or CloudEvents)")
+@tracer.capture_method
+def post_events() -> Response[dict[str, Any]]:
+    principal = require(Scope.INGEST)
+    body = raw_body()
+    content_type = app.current_event.headers.get("Content-Type")
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        request = read_ingest_request(body, content_type)
+        result = get_services().ingest.ingest(principal.tenant_id, request, received_at())
+        if not request.batch and result.rejected:
+            problem = result.rejected[0]
+            return HTTPStatus.UNPROCESSABLE_ENTITY, {
+                "error": {"code": problem.code, "message": problem.message, "details": [problem.to_json()]}
+            }
+        return HTTPStatus.ACCEPTED, result.to_json()
+
+    return idempotently(principal, operation)
+
+
+@app.get("/v1/events/<event_id>", summary="The stored status of one event")
+@tracer.capture_method
+def get_event(event_id: str) -> Response[dict[str, Any]]:
+    principal = require(Scope.ADMIN)
+    customer_id = app.current_event.get_query_string_value("customer_id")
+    if not customer_id:
+        raise MalformedRequest("the customer_id query parameter is required", code="missing_parameter")
+    stored = get_services().event_store.get(principal.tenant_id, customer_id, event_id)
+    if stored is None:
+        raise NotFound(f"event {event_id!r} of customer {customer_id!r} is not stored (yet)")
+    return json_response(
+        HTTPStatus.OK,
+        {
+            "id": stored.event_id,
+            "customer_id": stored.customer_id,
+            "type": stored.type,
+            "timestamp": stored.timestamp,
+            "received_at": stored.received_at,
+            "stored_at": stored.stored_at,
+            "status": stored.status,
+            # The billing period is known once the customer has a subscription (catalog and rating).
+            "period": None,
+        },
+    )
+
+
+@app.get("/v1/openapi.json", summary="This API's OpenAPI document")
+def openapi() -> Response[dict[str, Any]]:
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=app.get_openapi_json_schema(title="Usage billing API", version="1"),
+    )
+
+
+# ---- entry point -------------------------------------------------------------------------------------
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        get_services().idempotent_requests.register_lambda_context(context)
+        return app.resolve(event, context)
+    except Exception:
+        # Last line of defence: never a traceback to the caller; the log has it with the request id.
+        logger.exception("unhandled error")
+        response = error_response(
+            HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error; it has been logged"
+        )
+        return {
+            "statusCode": response.status_code,
+            "headers": {"Content-Type": "application/json"},
+            "body": response.body,
+            "isBase64Encoded": False,
+        }

@@ -1,0 +1,32 @@
+"""Classifying boto3 errors: which ones are worth retrying."""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError, ConnectionError, EndpointConnectionError, ReadTimeoutError
+
+TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "RequestThrottled",
+        "TransactionInProgressException",
+        "AWS.SimpleQueueService.ServiceUnavailable",
+        "KMSThrottlingException",
+    }
+)
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, EndpointConnectionError | ConnectionError | ReadTimeoutError):
+        return True
+    return error_code(exc) in TRANSIENT_CODES

@@ -1,0 +1,114 @@
+"""The events table: one item per (tenant, customer, event id), written once, ever."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from billing.adapters.aws_errors import error_code, is_transient
+from billing.domain.errors import TransientFailure
+from billing.domain.usage_events import UsageEvent, format_timestamp, shard_for
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class PutOutcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # same id, same content: a retry or a redelivery
+    CONFLICT = "conflict"  # same id, other content: the first one stays, this one is not counted
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    tenant_id: str
+    customer_id: str
+    event_id: str
+    type: str
+    timestamp: str
+    received_at: str
+    stored_at: str
+    status: str
+    properties: dict[str, Any]
+
+
+def event_partition_key(tenant_id: str, customer_id: str, shard: int) -> str:
+    return f"T#{tenant_id}#C#{customer_id}#S{shard:02d}"
+
+
+def event_sort_key(event_id: str) -> str:
+    return f"E#{event_id}"
+
+
+class DynamoEventStore:
+    def __init__(self, table_name: str, shards: int, client: Any = None) -> None:
+        self._table = table_name
+        self._shards = shards
+        self._client = client or boto3.client("dynamodb")
+
+    def key_of(self, tenant_id: str, customer_id: str, event_id: str) -> dict[str, Any]:
+        shard = shard_for(event_id, self._shards)
+        return {
+            "pk": {"S": event_partition_key(tenant_id, customer_id, shard)},
+            "sk": {"S": event_sort_key(event_id)},
+        }
+
+    def put_if_absent(self, event: UsageEvent, stored_at: str) -> PutOutcome:
+        """The exact dedupe: a conditional Put on the event's key; a second write of the same id fails."""
+        content_hash = event.content_hash
+        item = {
+            **self.key_of(event.tenant_id, event.customer_id, event.event_id),
+            "ts": {"S": format_timestamp(event.timestamp)},
+            "tenant_id": {"S": event.tenant_id},
+            "customer_id": {"S": event.customer_id},
+            "event_id": {"S": event.event_id},
+            "type": {"S": event.type},
+            "received_at": {"S": format_timestamp(event.received_at)},
+            "stored_at": {"S": stored_at},
+            "status": {"S": "counted"},
+            "content_hash": {"S": content_hash},
+            "properties": _serializer.serialize(event.properties),
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                old = exc.response.get("Item") or {}
+                old_hash = old.get("content_hash", {}).get("S")
+                if old_hash is not None and old_hash != content_hash:
+                    return PutOutcome.CONFLICT
+                return PutOutcome.DUPLICATE
+            if is_transient(exc):
+                raise TransientFailure(f"events table: {error_code(exc)}") from exc
+            raise
+        return PutOutcome.STORED
+
+    def get(self, tenant_id: str, customer_id: str, event_id: str) -> StoredEvent | None:
+        response = self._client.get_item(
+            TableName=self._table, Key=self.key_of(tenant_id, customer_id, event_id), ConsistentRead=True
+        )
+        item = response.get("Item")
+        if not item:
+            return None
+        data = {name: _deserializer.deserialize(value) for name, value in item.items()}
+        return StoredEvent(
+            tenant_id=data["tenant_id"],
+            customer_id=data["customer_id"],
+            event_id=data["event_id"],
+            type=data["type"],
+            timestamp=data["ts"],
+            received_at=data["received_at"],
+            stored_at=data["stored_at"],
+            status=data["status"],
+            properties=data.get("properties", {}),
+        )

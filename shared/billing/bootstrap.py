@@ -1,0 +1,97 @@
+"""The composition root: builds services from settings, lazily, once per process.
+
+Handlers call `get_services()`; tests call `build_services(settings)` against moto or pass fakes to the
+service constructors directly. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cached_property, lru_cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from botocore.config import Config
+
+from billing.adapters.event_store import DynamoEventStore
+from billing.adapters.queues import SqsDeadLetters, SqsIngestQueue
+from billing.adapters.tenant_store import DynamoTenantStore
+from billing.domain.usage_events import EventLimits
+from billing.services.idempotent_requests import IdempotentRequests
+from billing.services.ingest import CachedTenantPolicies, IngestConsumer, IngestService
+from billing.services.tenants import TenantService
+from billing.settings import Settings, get_settings
+
+# Standard retry mode: throttles are retried with backoff inside the SDK before we ever see them.
+_BOTO_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=64)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return boto3.client("dynamodb", config=_BOTO_CONFIG)
+
+    @cached_property
+    def sqs(self) -> Any:
+        return boto3.client("sqs", config=_BOTO_CONFIG)
+
+    @cached_property
+    def event_store(self) -> DynamoEventStore:
+        return DynamoEventStore(self.settings.events_table, self.settings.event_shards, self.dynamodb)
+
+    @cached_property
+    def tenant_store(self) -> DynamoTenantStore:
+        return DynamoTenantStore(self.settings.billing_table, self.dynamodb)
+
+    @cached_property
+    def tenants(self) -> TenantService:
+        return TenantService(self.tenant_store)
+
+    @cached_property
+    def ingest_queue(self) -> SqsIngestQueue:
+        return SqsIngestQueue(self.settings.ingest_queue_url, self.settings.sqs_max_message_bytes, self.sqs)
+
+    @cached_property
+    def ingest(self) -> IngestService:
+        return IngestService(
+            queue=self.ingest_queue,
+            policies=CachedTenantPolicies(self.tenant_store, self.settings.tenant_cache_seconds),
+            limits=EventLimits(
+                max_age=timedelta(days=self.settings.event_max_age_days),
+                max_future=timedelta(seconds=self.settings.event_max_future_seconds),
+            ),
+            max_message_bytes=self.settings.sqs_max_message_bytes,
+        )
+
+    @cached_property
+    def consumer(self) -> IngestConsumer:
+        return IngestConsumer(
+            store=self.event_store,
+            dead_letters=SqsDeadLetters(self.settings.ingest_dlq_url, self.sqs),
+            clock=utc_now,
+            write_concurrency=self.settings.consumer_write_concurrency,
+        )
+
+    @cached_property
+    def idempotent_requests(self) -> IdempotentRequests:
+        layer = DynamoDBPersistenceLayer(
+            table_name=self.settings.idempotency_table, boto3_client=self.dynamodb
+        )
+        return IdempotentRequests(layer, self.settings.idempotency_ttl_seconds)
+
+
+def build_services(settings: Settings) -> Services:
+    return Services(settings)
+
+
+@lru_cache(maxsize=1)
+def get_services() -> Services:
+    return build_services(get_settings())

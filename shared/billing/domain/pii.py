@@ -1,0 +1,215 @@
+"""Stripping personal data from event properties before anything is stored.
+
+With an allow-list only the listed top-level properties are kept. Without one, properties whose names
+are on the deny-list are dropped, and so are values that look like emails, phone numbers, IP addresses
+or card numbers. Card numbers (Luhn-valid digit runs) are dropped under every policy: a card number
+never enters the system. The report says how much was dropped, by kind, never what.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from billing.domain.tenants import PiiPolicy
+
+# Property names dropped when any of their words is one of these ("user_email", "clientIp", "billingAddress").
+DENY_WORDS = frozenset(
+    {
+        "email",
+        "phone",
+        "mobile",
+        "msisdn",
+        "ip",
+        "ipv4",
+        "ipv6",
+        "address",
+        "ssn",
+        "password",
+        "passwd",
+        "card",
+        "cvv",
+        "cvc",
+        "iban",
+        "dob",
+        "birthday",
+        "birthdate",
+        "passport",
+    }
+)
+# Whole property names dropped (as words alone they are too common: "plan_name", "street_level").
+DENY_NAMES = frozenset(
+    {
+        "name",
+        "firstname",
+        "lastname",
+        "fullname",
+        "givenname",
+        "familyname",
+        "surname",
+        "username",
+        "street",
+        "postcode",
+        "zipcode",
+        "zip",
+        "postalcode",
+        "creditcard",
+        "cardnumber",
+        "ccnumber",
+        "socialsecuritynumber",
+        "taxid",
+        "nationalid",
+        "dateofbirth",
+        "location",
+        "geo",
+        "latitude",
+        "longitude",
+        "lat",
+        "lng",
+        "lon",
+    }
+)
+
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"^\+?[\d\s().\-]{7,24}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_CARD_RUN = re.compile(r"(?<!\d)(?:\d[ \-]?){12,18}\d(?!\d)")
+
+
+@dataclass(frozen=True)
+class StripReport:
+    """What was removed, as counts by kind: key_allowlist, key_denylist, email, phone, ip, card."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def strip_properties(properties: dict[str, Any], policy: PiiPolicy) -> tuple[dict[str, Any], StripReport]:
+    counts: Counter[str] = Counter()
+    if policy.allow is not None:
+        allowed = set(policy.allow)
+        kept = {key: value for key, value in properties.items() if key in allowed}
+        counts["key_allowlist"] += len(properties) - len(kept)
+        return _strip_cards(kept, counts), StripReport(counts)
+    extra_names = {_normalize(name) for name in policy.deny}
+    return _strip_denied(properties, extra_names, counts), StripReport(counts)
+
+
+def luhn_valid(digits: str) -> bool:
+    if not digits.isdigit() or not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def looks_like_card_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | Decimal):
+        text = str(value)
+        return text.isdigit() and luhn_valid(text)
+    if not isinstance(value, str):
+        return False
+    return any(luhn_valid(re.sub(r"[ \-]", "", run.group())) for run in _CARD_RUN.finditer(value))
+
+
+def classify_value(value: Any) -> str | None:
+    """The kind of personal data a value looks like, or None."""
+    if looks_like_card_number(value):
+        return "card"
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if _EMAIL.search(text):
+        return "email"
+    if _is_ip(text):
+        return "ip"
+    if (
+        _PHONE.match(text)
+        and not _DATE.match(text)
+        and sum(ch.isdigit() for ch in text) >= 7
+        and (text.startswith("+") or any(ch in text for ch in " ().-"))
+    ):
+        return "phone"
+    return None
+
+
+def _strip_denied(value: Any, extra_names: set[str], counts: Counter[str]) -> Any:
+    if isinstance(value, dict):
+        kept: dict[str, Any] = {}
+        for key, item in value.items():
+            if _denied_name(key, extra_names):
+                counts["key_denylist"] += 1
+                continue
+            kind = classify_value(item)
+            if kind is not None:
+                counts[kind] += 1
+                continue
+            kept[key] = _strip_denied(item, extra_names, counts)
+        return kept
+    if isinstance(value, list):
+        kept_items = []
+        for item in value:
+            kind = classify_value(item)
+            if kind is not None:
+                counts[kind] += 1
+                continue
+            kept_items.append(_strip_denied(item, extra_names, counts))
+        return kept_items
+    return value
+
+
+def _strip_cards(value: Any, counts: Counter[str]) -> Any:
+    if isinstance(value, dict):
+        kept: dict[str, Any] = {}
+        for key, item in value.items():
+            if looks_like_card_number(item):
+                counts["card"] += 1
+                continue
+            kept[key] = _strip_cards(item, counts)
+        return kept
+    if isinstance(value, list):
+        kept_items = []
+        for item in value:
+            if looks_like_card_number(item):
+                counts["card"] += 1
+                continue
+            kept_items.append(_strip_cards(item, counts))
+        return kept_items
+    return value
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _denied_name(name: str, extra_names: set[str]) -> bool:
+    normalized = _normalize(name)
+    if normalized in DENY_NAMES or normalized in extra_names:
+        return True
+    return any(word.lower() in DENY_WORDS for word in _WORD.findall(name))
+
+
+def _is_ip(text: str) -> bool:
+    if not text or len(text) > 45 or not any(ch in text for ch in ".:"):
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,276 @@
+"""Usage events: validation of what clients send, the normalized event, and its storage shard.
+
+Pure: the receipt time is passed in, never read from a clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from billing.domain import canonical_json
+from billing.domain.errors import InvalidEvent
+
+EVENT_FIELDS = frozenset({"id", "customer_id", "type", "timestamp", "properties"})
+MAX_ID_LENGTH = 128
+MAX_TYPE_LENGTH = 128
+MAX_PROPERTY_KEY_LENGTH = 256
+MAX_PROPERTY_DEPTH = 6
+# DynamoDB numbers: up to 38 significant digits, magnitude within 1E-130 .. 9.99E+125.
+MAX_NUMBER_DIGITS = 38
+MAX_NUMBER_EXPONENT = 125
+MIN_NUMBER_EXPONENT = -130
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    max_age: timedelta = timedelta(days=35)
+    max_future: timedelta = timedelta(minutes=5)
+    # Serialized size of one event; far below the SQS message and DynamoDB item limits.
+    max_bytes: int = 32 * 1024
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """A validated event of one tenant, properties already stripped of PII."""
+
+    tenant_id: str
+    customer_id: str
+    event_id: str
+    type: str
+    timestamp: datetime
+    received_at: datetime
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "id": self.event_id,
+            "customer_id": self.customer_id,
+            "type": self.type,
+            "timestamp": format_timestamp(self.timestamp),
+            "received_at": format_timestamp(self.received_at),
+            "properties": self.properties,
+        }
+
+    @classmethod
+    def from_message(cls, tenant_id: str, data: Any) -> UsageEvent:
+        """Rebuild an event from a queue message; structural problems raise InvalidEvent."""
+        if not isinstance(data, dict):
+            raise InvalidEvent("event is not a JSON object")
+        _require_fields(data, ("id", "customer_id", "type", "timestamp", "received_at"))
+        properties = data.get("properties", {})
+        if not isinstance(properties, dict):
+            raise InvalidEvent("properties is not an object", field="properties")
+        _check_properties(properties)
+        return cls(
+            tenant_id=tenant_id,
+            customer_id=_identifier(data["customer_id"], "customer_id"),
+            event_id=_identifier(data["id"], "id"),
+            type=_identifier(data["type"], "type", MAX_TYPE_LENGTH),
+            timestamp=parse_timestamp(data["timestamp"], "timestamp"),
+            received_at=parse_timestamp(data["received_at"], "received_at"),
+            properties=properties,
+        )
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of what the client said (not of when it arrived): spots an id reused for other content."""
+        return canonical_json.sha256_hex(
+            {
+                "customer_id": self.customer_id,
+                "id": self.event_id,
+                "type": self.type,
+                "timestamp": format_timestamp(self.timestamp),
+                "properties": self.properties,
+            }
+        )
+
+
+def format_timestamp(moment: datetime) -> str:
+    """UTC, microseconds, `Z`: fixed width, so the text sorts as the instants do."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_RFC3339 = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?"
+    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_timestamp(value: Any, field_name: str = "timestamp") -> datetime:
+    """An RFC 3339 date-time with offset, as UTC; fractions beyond microseconds are truncated."""
+    match = _RFC3339.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidEvent(
+            f"{field_name} must be an RFC 3339 date-time with an offset, e.g. 2026-03-04T10:00:00Z",
+            code="invalid_field",
+            field=field_name,
+        )
+    fraction = (match["fraction"] or "0")[:6].ljust(6, "0")
+    offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
+    try:
+        moment = datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}{offset}")
+    except ValueError:
+        raise InvalidEvent(
+            f"{field_name} {value!r} is not a valid date-time", code="invalid_field", field=field_name
+        ) from None
+    return moment.astimezone(UTC)
+
+
+def parse_event(raw: Any, *, tenant_id: str, received_at: datetime, limits: EventLimits) -> UsageEvent:
+    """Validate one client event (native shape). Raises InvalidEvent naming the first problem."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent("each event must be a JSON object")
+    unknown = sorted(set(raw) - EVENT_FIELDS)
+    if unknown:
+        raise InvalidEvent(
+            f"unknown field(s): {', '.join(unknown)}; an event has {', '.join(sorted(EVENT_FIELDS))}",
+            code="unknown_field",
+            field=unknown[0],
+        )
+    _require_fields(raw, ("id", "customer_id", "type"))
+    event_id = _identifier(raw["id"], "id")
+    customer_id = _identifier(raw["customer_id"], "customer_id")
+    event_type = _identifier(raw["type"], "type", MAX_TYPE_LENGTH)
+
+    if raw.get("timestamp") is None:
+        timestamp = received_at
+    else:
+        timestamp = parse_timestamp(raw["timestamp"])
+        if timestamp < received_at - limits.max_age:
+            raise InvalidEvent(
+                f"timestamp is more than {limits.max_age.days} days old; such events are not accepted",
+                code="timestamp_too_old",
+                field="timestamp",
+            )
+        if timestamp > received_at + limits.max_future:
+            raise InvalidEvent(
+                f"timestamp is more than {int(limits.max_future.total_seconds())} seconds in the future",
+                code="timestamp_in_future",
+                field="timestamp",
+            )
+
+    properties = raw.get("properties")
+    if properties is None:
+        properties = {}
+    if not isinstance(properties, dict):
+        raise InvalidEvent("properties must be a JSON object", code="invalid_field", field="properties")
+    _check_properties(properties)
+
+    event = UsageEvent(
+        tenant_id=tenant_id,
+        customer_id=customer_id,
+        event_id=event_id,
+        type=event_type,
+        timestamp=timestamp,
+        received_at=received_at,
+        properties=properties,
+    )
+    size = len(canonical_json.dumps(event.to_message()).encode())
+    if size > limits.max_bytes:
+        raise InvalidEvent(
+            f"event is {size} bytes; the limit is {limits.max_bytes} bytes", code="event_too_large"
+        )
+    return event
+
+
+def from_cloudevent(raw: Any) -> dict[str, Any]:
+    """Map a CloudEvents 1.0 structured event to the native event shape.
+
+    `subject` is the customer id, `type` the event type, `time` the timestamp, `data` the properties.
+    Extension attributes are allowed by the spec and ignored here.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidEvent("each CloudEvent must be a JSON object")
+    if raw.get("specversion") != "1.0":
+        raise InvalidEvent(
+            'specversion must be "1.0" (CloudEvents 1.0)', code="invalid_field", field="specversion"
+        )
+    _require_fields(raw, ("id", "source", "type", "subject"))
+    if "data_base64" in raw:
+        raise InvalidEvent(
+            "binary data (data_base64) is not supported; send data as a JSON object",
+            code="invalid_field",
+            field="data_base64",
+        )
+    content_type = raw.get("datacontenttype")
+    if content_type is not None and "json" not in str(content_type).lower():
+        raise InvalidEvent("datacontenttype must be JSON", code="invalid_field", field="datacontenttype")
+    event: dict[str, Any] = {"id": raw["id"], "customer_id": raw["subject"], "type": raw["type"]}
+    if raw.get("time") is not None:
+        event["timestamp"] = raw["time"]
+    if raw.get("data") is not None:
+        event["properties"] = raw["data"]
+    return event
+
+
+def shard_for(event_id: str, shards: int) -> int:
+    """The write shard of an event: stable across processes (SHA-256, never the salted `hash()`)."""
+    digest = hashlib.sha256(event_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def _require_fields(raw: dict[str, Any], names: tuple[str, ...]) -> None:
+    for name in names:
+        if raw.get(name) is None:
+            raise InvalidEvent(f"{name} is required", code="missing_field", field=name)
+
+
+def _identifier(value: Any, name: str, max_length: int = MAX_ID_LENGTH) -> str:
+    if not isinstance(value, str):
+        raise InvalidEvent(f"{name} must be a string", code="invalid_field", field=name)
+    if not 1 <= len(value) <= max_length:
+        raise InvalidEvent(f"{name} must be 1 to {max_length} characters", code="invalid_field", field=name)
+    if value != value.strip() or any(unicodedata.category(ch)[0] in "CZ" and ch != " " for ch in value):
+        raise InvalidEvent(
+            f"{name} must not contain control characters or leading/trailing white space",
+            code="invalid_field",
+            field=name,
+        )
+    return value
+
+
+def _check_properties(value: Any, depth: int = 0, path: str = "properties") -> None:
+    if depth > MAX_PROPERTY_DEPTH:
+        raise InvalidEvent(
+            f"{path} nests deeper than {MAX_PROPERTY_DEPTH} levels", code="invalid_field", field="properties"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not 1 <= len(key) <= MAX_PROPERTY_KEY_LENGTH:
+                raise InvalidEvent(
+                    f"property names must be 1 to {MAX_PROPERTY_KEY_LENGTH} characters",
+                    code="invalid_field",
+                    field="properties",
+                )
+            _check_properties(item, depth + 1, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_properties(item, depth + 1, f"{path}[{index}]")
+    elif isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    elif isinstance(value, int | Decimal):
+        _check_number(Decimal(value), path)
+    else:
+        raise InvalidEvent(f"{path} has an unsupported value type", code="invalid_field", field="properties")
+
+
+def _check_number(number: Decimal, path: str) -> None:
+    if not number.is_finite():
+        raise InvalidEvent(f"{path} is not a finite number", code="invalid_field", field="properties")
+    if number.is_zero():
+        return
+    digits = len(number.normalize().as_tuple().digits)
+    magnitude = number.adjusted()
+    if digits > MAX_NUMBER_DIGITS or not MIN_NUMBER_EXPONENT <= magnitude <= MAX_NUMBER_EXPONENT:
+        raise InvalidEvent(
+            f"{path} has more precision or magnitude than can be stored (38 significant digits, "
+            "magnitude 1E-130 to 9.99E+125)",
+            code="invalid_field",
+            field="properties",
+        )

@@ -1,0 +1,75 @@
+"""`Idempotency-Key` on POST requests, through Powertools idempotency on DynamoDB.
+
+The same key with the same request replays the first response (status and body); the same key with
+another request raises `IdempotencyValidationError` (answered 422); records expire after the configured
+TTL (24 h). Keys are scoped per tenant. Responses of 5xx are not stored (the operation raised), so a
+client may retry them with the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def _mark_replayed(response: Any, _record: DataRecord) -> Any:
+    return {**response, "replayed": True}
+
+
+class IdempotentRequests:
+    def __init__(self, persistence: BasePersistenceLayer, ttl_seconds: int) -> None:
+        self._config = IdempotencyConfig(
+            event_key_jmespath="[tenant_id, key]",
+            payload_validation_jmespath="fingerprint",
+            raise_on_no_idempotency_key=True,
+            expires_after_seconds=ttl_seconds,
+            hash_function="sha256",
+            response_hook=_mark_replayed,
+        )
+        self._run = idempotent_function(
+            data_keyword_argument="request", persistence_store=persistence, config=self._config
+        )(self._execute)
+
+    def register_lambda_context(self, context: LambdaContext) -> None:
+        """Lets an INPROGRESS record of a timed-out invocation expire with that invocation."""
+        self._config.register_lambda_context(context)
+
+    def run(
+        self,
+        *,
+        tenant_id: str,
+        key: str,
+        method: str,
+        path: str,
+        body: bytes,
+        operation: Callable[[], tuple[int, dict[str, Any]]],
+    ) -> StoredResponse:
+        fingerprint = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+        request = {"tenant_id": tenant_id, "key": key, "fingerprint": fingerprint}
+        stored = self._run(request=request, operation=operation)
+        return StoredResponse(
+            status=int(stored["status"]), body=stored["body"], replayed=stored.get("replayed", False)
+        )
+
+    @staticmethod
+    def _execute(
+        request: dict[str, Any], operation: Callable[[], tuple[int, dict[str, Any]]]
+    ) -> dict[str, Any]:
+        status, body = operation()
+        return {"status": status, "body": body}
