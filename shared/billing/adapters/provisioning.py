@@ -75,12 +75,15 @@ def create_queues(sqs: Any, specs: tuple[QueueSpec, ...] = resources.QUEUES) -> 
         }
         if spec.dead_letter is not None:
             attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": arns[spec.dead_letter.logical_id], "maxReceiveCount": spec.max_receive_count}
+                {
+                    "deadLetterTargetArn": arns[spec.dead_letter.logical_id],
+                    "maxReceiveCount": spec.max_receive_count,
+                }
             )
         url = sqs.create_queue(QueueName=spec.local_name, Attributes=attributes)["QueueUrl"]
-        arns[spec.logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        arns[spec.logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
         urls[spec.env_var] = url
     return urls
 
