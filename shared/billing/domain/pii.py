@@ -78,6 +78,9 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"^\+?[\d\s().\-]{7,24}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+# Inside free text only unambiguous shapes count: international phone numbers and dotted IPv4.
+_PHONE_IN_TEXT = re.compile(r"(?<![\w+])\+\d[\d\s().\-]{5,20}\d")
+_IPV4_IN_TEXT = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _CARD_RUN = re.compile(r"(?<!\d)(?:\d[ \-]?){12,18}\d(?!\d)")
 
 
@@ -137,8 +140,10 @@ def classify_value(value: Any) -> str | None:
     text = value.strip()
     if _EMAIL.search(text):
         return "email"
-    if _is_ip(text):
+    if _is_ip(text) or any(_is_ip(match.group()) for match in _IPV4_IN_TEXT.finditer(text)):
         return "ip"
+    if any(sum(ch.isdigit() for ch in match.group()) >= 7 for match in _PHONE_IN_TEXT.finditer(text)):
+        return "phone"
     if (
         _PHONE.match(text)
         and not _DATE.match(text)
