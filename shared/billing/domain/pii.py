@@ -142,12 +142,12 @@ def classify_value(value: Any) -> str | None:
         return "email"
     if _is_ip(text) or any(_is_ip(match.group()) for match in _IPV4_IN_TEXT.finditer(text)):
         return "ip"
-    if any(sum(ch.isdigit() for ch in match.group()) >= 7 for match in _PHONE_IN_TEXT.finditer(text)):
+    if any(_phone_digits(match.group()) for match in _PHONE_IN_TEXT.finditer(text)):
         return "phone"
     if (
         _PHONE.match(text)
         and not _DATE.match(text)
-        and sum(ch.isdigit() for ch in text) >= 7
+        and _phone_digits(text)
         and (text.startswith("+") or any(ch in text for ch in " ().-"))
     ):
         return "phone"
@@ -208,6 +208,11 @@ def _denied_name(name: str, extra_names: set[str]) -> bool:
     if normalized in DENY_NAMES or normalized in extra_names:
         return True
     return any(word.lower() in DENY_WORDS for word in _WORD.findall(name))
+
+
+def _phone_digits(text: str) -> bool:
+    """E.164 numbers have 7 to 15 digits; longer digit runs are something else (ids, cards)."""
+    return 7 <= sum(ch.isdigit() for ch in text) <= 15
 
 
 def _is_ip(text: str) -> bool:

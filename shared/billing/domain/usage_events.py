@@ -93,7 +93,8 @@ class UsageEvent:
 
 def format_timestamp(moment: datetime) -> str:
     """UTC, microseconds, `Z`: fixed width, so the text sorts as the instants do."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    return f"{utc.year:04d}-{utc.strftime('%m-%dT%H:%M:%S.%f')}Z"
 
 
 _RFC3339 = re.compile(
@@ -265,7 +266,8 @@ def _check_number(number: Decimal, path: str) -> None:
         raise InvalidEvent(f"{path} is not a finite number", code="invalid_field", field="properties")
     if number.is_zero():
         return
-    digits = len(number.normalize().as_tuple().digits)
+    # Count significant digits without normalize(): that would round to the context's 28 digits.
+    digits = len(str(int("".join(map(str, number.as_tuple().digits)))).rstrip("0"))
     magnitude = number.adjusted()
     if digits > MAX_NUMBER_DIGITS or not MIN_NUMBER_EXPONENT <= magnitude <= MAX_NUMBER_EXPONENT:
         raise InvalidEvent(
