@@ -28,7 +28,7 @@ class StoredResponse:
     replayed: bool = False
 
 
-def _mark_replayed(response: Any, _record: DataRecord) -> Any:
+def _mark_replayed(response: Any, idempotent_data: DataRecord) -> Any:
     return {**response, "replayed": True}
 
 
