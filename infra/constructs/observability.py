@@ -1,0 +1,151 @@
+"""Alarms on what must never happen silently (poison events, consumer errors, API 5xx) and a dashboard."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra.config import DeploymentConfig
+from infra.constructs.api import ApiConstruct
+from infra.constructs.ingest import IngestConstruct
+
+# A consumer that lags this far behind is failing or throttled, long before the queue's retention.
+MAX_INGEST_AGE = cdk.Duration.minutes(15)
+
+
+class ObservabilityConstruct(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        key: kms.Key,
+        ingest: IngestConstruct,
+        api: ApiConstruct,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = self._build_topic(key, config.alarm_email)
+        self.alarms = [
+            self._build_alarm(
+                "DeadLetterQueueNotEmpty",
+                "Usage events reached the ingest dead-letter queue: inspect and redrive them.",
+                ingest.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=cdk.Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
+                ),
+            ),
+            self._build_alarm(
+                "ConsumerErrors",
+                "The ingest consumer failed invocations (events are retried, then dead-lettered).",
+                ingest.consumer.function.metric_errors(period=cdk.Duration.minutes(5)),
+            ),
+            self._build_alarm(
+                "IngestBacklogAge",
+                "The oldest queued usage event is older than expected: the consumer is not keeping up.",
+                ingest.queue.metric_approximate_age_of_oldest_message(
+                    period=cdk.Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM
+                ),
+                threshold=MAX_INGEST_AGE.to_seconds(),
+            ),
+            self._build_alarm(
+                "ApiServerErrors",
+                "The API answered 5xx; bad input must never yield a 5xx.",
+                api.rest_api.metric_server_error(period=cdk.Duration.minutes(5)),
+            ),
+            self._build_alarm(
+                "ApiFunctionErrors",
+                "The api function failed invocations.",
+                api.api_function.function.metric_errors(period=cdk.Duration.minutes(5)),
+            ),
+            self._build_alarm(
+                "AuthorizerErrors",
+                "The authorizer failed invocations: every request is answered 5xx while it fails.",
+                api.authorizer_function.function.metric_errors(period=cdk.Duration.minutes(5)),
+            ),
+        ]
+        self.dashboard = self._build_dashboard(ingest, api)
+
+    def _build_topic(self, key: kms.Key, alarm_email: str) -> sns.Topic:
+        topic = sns.Topic(
+            self, "AlarmTopic", display_name="usage-billing alarms", master_key=key, enforce_ssl=True
+        )
+        # CloudWatch publishes to the encrypted topic with the data key.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}},
+            )
+        )
+        if alarm_email:
+            topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        return topic
+
+    def _build_alarm(
+        self, construct_id: str, description: str, metric: cloudwatch.IMetric, *, threshold: float = 0
+    ) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        action = cloudwatch_actions.SnsAction(self.topic)
+        alarm.add_alarm_action(action)
+        alarm.add_ok_action(action)
+        return alarm
+
+    def _build_dashboard(self, ingest: IngestConstruct, api: ApiConstruct) -> cloudwatch.Dashboard:
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=cdk.Duration.hours(6))
+        five_minutes = cdk.Duration.minutes(5)
+        dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=4),
+            cloudwatch.GraphWidget(
+                title="API requests and errors",
+                left=[api.rest_api.metric_count(period=five_minutes)],
+                right=[
+                    api.rest_api.metric_client_error(period=five_minutes),
+                    api.rest_api.metric_server_error(period=five_minutes),
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="API latency (p99)",
+                left=[api.rest_api.metric_latency(period=five_minutes, statistic="p99")],
+                right=[api.rest_api.metric_integration_latency(period=five_minutes, statistic="p99")],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Ingest queue",
+                left=[
+                    ingest.queue.metric_approximate_number_of_messages_visible(period=five_minutes),
+                    ingest.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        period=five_minutes
+                    ),
+                ],
+                right=[ingest.queue.metric_approximate_age_of_oldest_message(period=five_minutes)],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Consumer",
+                left=[
+                    ingest.consumer.function.metric_invocations(period=five_minutes),
+                    ingest.consumer.function.metric_errors(period=five_minutes),
+                    ingest.consumer.function.metric_throttles(period=five_minutes),
+                ],
+                right=[ingest.consumer.function.metric_duration(period=five_minutes, statistic="p99")],
+                width=12,
+            ),
+        )
+        return dashboard
