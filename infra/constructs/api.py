@@ -219,6 +219,8 @@ class ApiConstruct(Construct):
         rest_api = apigw.RestApi(
             self,
             "RestApi",
+            # Unique per stack: API Gateway metrics (and so the 5xx alarm) are keyed by the API's name.
+            rest_api_name=f"{cdk.Stack.of(self).stack_name}-api",
             description="usage-billing public API (v1)",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             api_key_source_type=apigw.ApiKeySourceType.AUTHORIZER,
@@ -312,6 +314,7 @@ class ApiConstruct(Construct):
         throttle = resources.DEFAULT_TENANT_THROTTLE
         plan = self.rest_api.add_usage_plan(
             "TenantUsagePlan",
+            name=f"{cdk.Stack.of(self).stack_name}-tenants",
             description="Per-tenant limits; billing-admin attaches each tenant's API key to this plan.",
             throttle=apigw.ThrottleSettings(rate_limit=throttle.rate_per_second, burst_limit=throttle.burst),
         )

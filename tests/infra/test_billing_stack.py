@@ -479,7 +479,10 @@ def test_consumer_errors_and_api_5xx_raise_alarms(synthesized: Synthesized) -> N
     error_alarms = _alarms_on(synthesized, "Errors")
 
     assert any({"Ref": consumer_id} in [d["Value"] for d in a["Dimensions"]] for a in error_alarms)
-    assert [a["Namespace"] for a in _alarms_on(synthesized, "5XXError")] == ["AWS/ApiGateway"]
+    (api_errors,) = _alarms_on(synthesized, "5XXError")
+    (api,) = synthesized.resources("AWS::ApiGateway::RestApi").values()
+    assert api_errors["Namespace"] == "AWS/ApiGateway"
+    assert api_errors["Dimensions"] == [{"Name": "ApiName", "Value": api["Properties"]["Name"]}]
 
 
 def test_the_alarm_topic_is_encrypted_and_refuses_requests_without_tls(synthesized: Synthesized) -> None:
