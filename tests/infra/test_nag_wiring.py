@@ -34,3 +34,14 @@ def test_an_unencrypted_queue_added_to_the_stack_fails_synthesis(tmp_path: Path)
     assert ("Serverless-SQSRedrivePolicy", "BillingStack/Careless/Resource") in findings
     # Nothing else of the stack is reported: the only findings are the careless queue's.
     assert {path for _, path in findings} == {"BillingStack/Careless/Resource"}
+
+
+def test_without_waf_the_stack_still_synthesizes_clean(tmp_path: Path) -> None:
+    from infra.app import SKIP_BUNDLING, build_app
+
+    assembly = build_app({**SKIP_BUNDLING, "waf_enabled": False}, outdir=str(tmp_path)).synth()
+
+    (stack,) = assembly.stacks
+    types = {resource["Type"] for resource in stack.template["Resources"].values()}
+    assert "AWS::WAFv2::WebACL" not in types
+    assert "AWS::ApiGateway::Stage" in types
