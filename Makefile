@@ -23,7 +23,7 @@ local: install
 
 ## Every check CI runs: lint, format, types, and the whole pytest suite.
 test: install lint typecheck
-	JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -37,7 +37,7 @@ unit: install
 
 ## Synthesize the CDK app (builds the Lambda layer with pip, no Docker).
 synth: install
-	JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 npx --yes aws-cdk@2 synth
+	JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 npx --yes aws-cdk@2 synth
 
 clean:
 	rm -rf $(VENV) cdk.out .build .pytest_cache .ruff_cache .mypy_cache .hypothesis
