@@ -6,7 +6,6 @@ routes; scope (ingest vs admin) is enforced by the api function from the `scope`
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, NoReturn
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,18 +17,10 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing.adapters.tenant_store import DynamoTenantStore
+from billing.bootstrap import get_services
 from billing.domain.api_keys import key_id_for, parse_bearer
 from billing.runtime import logger, metrics, tracer
 from billing.services.tenants import TenantNotFound, TenantService
-from billing.settings import get_settings
-
-
-@lru_cache(maxsize=1)
-def build_tenant_service() -> TenantService:
-    """The composition root, built on first use (never at import) and kept for the warm container."""
-    settings = get_settings()
-    return TenantService(DynamoTenantStore(settings.billing_table))
 
 
 def _deny(reason: str, **keys: str) -> NoReturn:
@@ -92,4 +83,4 @@ def authorize(event: APIGatewayAuthorizerTokenEvent, service: TenantService) -> 
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return authorize(APIGatewayAuthorizerTokenEvent(event), build_tenant_service())
+    return authorize(APIGatewayAuthorizerTokenEvent(event), get_services().tenants)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,12 +18,10 @@ from tests.conftest import load_event
 
 
 @pytest.fixture
-def handler(aws: dict[str, str]) -> Iterator[Any]:
+def handler(aws: dict[str, str]) -> Any:
     from functions.authorizer import handler as module
 
-    module.build_tenant_service.cache_clear()
-    yield module.handler
-    module.build_tenant_service.cache_clear()
+    return module.handler
 
 
 @pytest.fixture
