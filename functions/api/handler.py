@@ -178,7 +178,7 @@ def idempotently(principal: Principal, operation: Callable[[], tuple[int, dict[s
 
 @app.post("/v1/events", summary="Send usage events (one, a batch, or CloudEvents)")
 @tracer.capture_method
-def post_events() -> Response[dict[str, Any]]:
+def post_events() -> Response[str]:
     principal = require(Scope.INGEST)
     body = raw_body()
     content_type = app.current_event.headers.get("Content-Type")
@@ -198,7 +198,7 @@ def post_events() -> Response[dict[str, Any]]:
 
 @app.get("/v1/events/<event_id>", summary="The stored status of one event")
 @tracer.capture_method
-def get_event(event_id: str) -> Response[dict[str, Any]]:
+def get_event(event_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     customer_id = app.current_event.get_query_string_value("customer_id")
     if not customer_id:
@@ -223,7 +223,7 @@ def get_event(event_id: str) -> Response[dict[str, Any]]:
 
 
 @app.get("/v1/openapi.json", summary="This API's OpenAPI document")
-def openapi() -> Response[dict[str, Any]]:
+def openapi() -> Response[str]:
     return Response(
         status_code=HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
