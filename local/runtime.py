@@ -1,0 +1,472 @@
+"""`billing-local`: the whole system on one machine, moto standing in for AWS.
+
+Starts moto in server mode, creates every table and queue from `billing.resources`, creates a default
+tenant with an admin and an ingest key, serves the HTTP API (API Gateway played by `local.apigw`) and
+runs the pump that plays the SQS event source mapping of the ingest consumer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from billing import resources
+from billing.adapters.provisioning import create_all
+from local.apigw import AuthorizerCache, LocalApiGateway, TenantThrottle
+from local.http_api import LocalHttpApi
+from local.lambdas import (
+    API_FUNCTION,
+    AUTHORIZER_FUNCTION,
+    CONSUMER_FUNCTION,
+    Handler,
+    Invoker,
+    LambdaFunction,
+    make_invoker,
+)
+from local.moto_server import REGION, LocalMoto, aws_environment
+from local.pump import SqsPump
+
+log = logging.getLogger("billing.local")
+
+ADMIN_KEY_ENV = "BILLING_LOCAL_ADMIN_KEY"
+INGEST_KEY_ENV = "BILLING_LOCAL_INGEST_KEY"
+READY_PREFIX = "READY "
+
+# Defaults for the functions' environment; anything already set in the environment wins.
+FUNCTION_ENV_DEFAULTS = {
+    "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+    "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines would drown the output; set "false" to see them
+    "POWERTOOLS_SERVICE_NAME": "usage-billing",
+}
+
+
+class StartupError(RuntimeError):
+    """The runtime cannot start (port taken, invalid fixed key, ...): a message for the user, no traceback."""
+
+
+@dataclass(frozen=True)
+class Handlers:
+    """Which handler plays each function (tests may pass callables instead of the real modules)."""
+
+    api: str | Handler = API_FUNCTION.handler
+    authorizer: str | Handler = AUTHORIZER_FUNCTION.handler
+    consumer: str | Handler = CONSUMER_FUNCTION.handler
+
+
+def _check_port_free(host: str, port: int) -> None:
+    # moto binds in its own thread and would hang on a taken port instead of failing; ask first.
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+def _reset_handler_caches(module_names: Sequence[str]) -> None:
+    """A cold start: drop what handler modules cached (composition roots built against an older endpoint)."""
+    from billing.settings import get_settings
+
+    get_settings.cache_clear()
+    for name in module_names:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        for value in list(vars(module).values()):
+            clear = getattr(value, "cache_clear", None)
+            if callable(value) and callable(clear):
+                clear()
+
+
+def _log_function_error(where: str, exc: BaseException) -> None:
+    stack = getattr(exc, "stack", "")
+    if stack:
+        log.error("the %s function failed: %s\n%s", where, exc, stack)
+    else:
+        log.error("the %s function failed", where, exc_info=exc)
+
+
+class LocalRuntime:
+    """The local runtime as a Python object: `start()`, use `.api_url` / `.endpoint_url` / keys, `stop()`.
+
+    It sets process environment variables (AWS endpoint, fake credentials, table and queue names) because
+    the functions (worker processes, or in-process ones) read them; `stop()` restores what was there
+    before. Run one at a time per process.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        moto_port: int = 4566,
+        tenant_id: str = "default",
+        tenant_name: str = "Local default tenant",
+        admin_key: str | None = None,
+        ingest_key: str | None = None,
+        retry_delay_seconds: int = 2,
+        authorizer_cache_seconds: float = 60.0,
+        throttle: resources.ThrottleSpec = resources.DEFAULT_TENANT_THROTTLE,
+        poll_wait_seconds: int = 1,
+        handlers: Handlers | None = None,
+        log_level: str | None = None,
+        in_process: bool = False,
+        api_concurrency: int = 4,
+        timeout_scale: float = 5.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.moto_port = moto_port
+        self.tenant_id = tenant_id
+        self.tenant_name = tenant_name
+        self._fixed_admin_key = (
+            admin_key if admin_key is not None else (os.environ.get(ADMIN_KEY_ENV) or None)
+        )
+        self._fixed_ingest_key = (
+            ingest_key if ingest_key is not None else (os.environ.get(INGEST_KEY_ENV) or None)
+        )
+        self.retry_delay_seconds = retry_delay_seconds
+        self.authorizer_cache_seconds = authorizer_cache_seconds
+        self.throttle = throttle
+        self.poll_wait_seconds = poll_wait_seconds
+        self.handlers = handlers or Handlers()
+        self.log_level = log_level
+        self.in_process = in_process
+        self.api_concurrency = api_concurrency
+        # moto answers much slower than DynamoDB and SQS, so a function that fits its AWS timeout could
+        # time out here; timeouts are multiplied by this factor (1 = exactly the AWS timeouts).
+        self.timeout_scale = timeout_scale
+        self._invokers: list[Invoker] = []
+        self.admin_key = ""
+        self.ingest_key = ""
+        self.tenant_created = False
+        self.function_env: dict[str, str] = {}
+        self._moto: LocalMoto | None = None
+        self._http: LocalHttpApi | None = None
+        self.pump: SqsPump | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> LocalRuntime:
+        with self._lock:
+            try:
+                self._start()
+            except BaseException:
+                self._stop()
+                raise
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _start(self) -> None:
+        _check_port_free(self.host, self.moto_port)
+        _check_port_free(self.host, self.port)
+        self._moto = LocalMoto(self.host, self.moto_port)
+        self._moto.start()
+        endpoint = self._moto.endpoint_url
+        env = aws_environment(endpoint, REGION)
+        self._set_env(env)
+        defaults = {k: v for k, v in FUNCTION_ENV_DEFAULTS.items() if k not in os.environ}
+        if self.log_level:
+            defaults["POWERTOOLS_LOG_LEVEL"] = self.log_level.upper()
+        elif "POWERTOOLS_LOG_LEVEL" not in os.environ:
+            defaults["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+        self._set_env(defaults)
+        dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
+        sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+        resource_env = create_all(dynamodb, sqs)
+        self._set_env(resource_env)
+        self.function_env = {**env, **resource_env}
+
+        functions = {
+            name: LambdaFunction(base.name, handler, max(1, round(base.timeout_seconds * self.timeout_scale)))
+            for name, base, handler in (
+                ("api", API_FUNCTION, self.handlers.api),
+                ("authorizer", AUTHORIZER_FUNCTION, self.handlers.authorizer),
+                ("consumer", CONSUMER_FUNCTION, self.handlers.consumer),
+            )
+        }
+        _reset_handler_caches(
+            [f.handler.partition(":")[0] for f in functions.values() if isinstance(f.handler, str)]
+        )
+        self._bootstrap_tenant(dynamodb, resource_env[resources.BILLING_TABLE.env_var])
+        concurrency = {"api": self.api_concurrency, "authorizer": 1, "consumer": 1}
+        invokers = {
+            name: make_invoker(
+                function, dict(os.environ), concurrency=concurrency[name], in_process=self.in_process
+            )
+            for name, function in functions.items()
+        }
+        self._invokers = list(invokers.values())
+        with ThreadPoolExecutor(len(invokers)) as pool:  # cold starts in parallel
+            list(pool.map(lambda invoker: invoker.load(), invokers.values()))
+
+        gateway = LocalApiGateway(
+            authorizer=invokers["authorizer"],
+            api=invokers["api"],
+            throttle=TenantThrottle(self.throttle),
+            cache=AuthorizerCache(self.authorizer_cache_seconds),
+            on_error=_log_function_error,
+        )
+        self._http = LocalHttpApi(gateway, self.host, self.port)
+        self._http.start()
+        self.pump = SqsPump(
+            sqs,
+            queue_url=resource_env[resources.INGEST_QUEUE.env_var],
+            consumer=invokers["consumer"],
+            batch_size=resources.CONSUMER_BATCH_SIZE,
+            retry_delay_seconds=self.retry_delay_seconds,
+            wait_seconds=self.poll_wait_seconds,
+            region=REGION,
+        )
+        self.pump.start()
+
+    def _bootstrap_tenant(self, dynamodb: Any, billing_table: str) -> None:
+        from billing.adapters.tenant_store import DynamoTenantStore
+        from billing.domain.tenants import Scope
+        from billing.services.tenants import ApiKeyExists, InvalidApiKey, TenantExists, TenantService
+
+        service = TenantService(DynamoTenantStore(billing_table, client=dynamodb))
+        try:
+            service.create_tenant(self.tenant_id, self.tenant_name)
+            self.tenant_created = True
+        except TenantExists:
+            self.tenant_created = False  # a persistent backend: keep the tenant, issue keys for this session
+
+        def issue(scope: Scope, fixed: str | None, env_var: str) -> str:
+            try:
+                return service.issue_api_key(self.tenant_id, scope, raw_key=fixed).raw_key
+            except InvalidApiKey as exc:
+                raise StartupError(f"{env_var}: {exc}") from exc
+            except ApiKeyExists as exc:
+                # Issued in an earlier session against the same backend: fine if it still authenticates here.
+                principal = service.authenticate(fixed or "")
+                if principal is None or principal.tenant_id != self.tenant_id or principal.scope is not scope:
+                    raise StartupError(
+                        f"{env_var}: this key is already issued to another tenant, scope, or was revoked"
+                    ) from exc
+                assert fixed is not None
+                return fixed
+
+        self.admin_key = issue(Scope.ADMIN, self._fixed_admin_key, ADMIN_KEY_ENV)
+        self.ingest_key = issue(Scope.INGEST, self._fixed_ingest_key, INGEST_KEY_ENV)
+
+    def _stop(self) -> None:
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+        if self.pump is not None:
+            self.pump.stop()
+        for invoker in self._invokers:
+            invoker.close()
+        self._invokers = []
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        self._restore_env()
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        if "AWS_PROFILE" in os.environ:
+            # A developer's real profile must never be used against moto.
+            self._saved_env.setdefault("AWS_PROFILE", os.environ.pop("AWS_PROFILE"))
+
+    def _restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
+        from billing.settings import get_settings
+
+        get_settings.cache_clear()
+
+    # -- what callers use ------------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        if self._http is None:
+            raise RuntimeError("the runtime is not started")
+        return self._http.url
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._moto is None:
+            raise RuntimeError("the runtime is not started")
+        return self._moto.endpoint_url
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until the ingest queue is drained (every message consumed or dead-lettered)."""
+        if self.pump is None:
+            raise RuntimeError("the runtime is not started")
+        return self.pump.wait_idle(timeout)
+
+    def ready_info(self) -> dict[str, Any]:
+        """What the READY line carries (machine-readable)."""
+        return {
+            "api_url": self.api_url,
+            "endpoint_url": self.endpoint_url,
+            "region": REGION,
+            "tenant_id": self.tenant_id,
+            "admin_key": self.admin_key,
+            "ingest_key": self.ingest_key,
+            "env": dict(self.function_env),
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The command line.
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="billing-local",
+        description="Run the billing system on this machine: HTTP API, ingest pump, moto as AWS.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address of the HTTP API and moto (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="HTTP API port (default 8080; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--moto-port", type=int, default=4566, help="moto port (default 4566; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--tenant-id", default="default", help="the tenant created at start (default 'default')"
+    )
+    parser.add_argument(
+        "--retry-delay",
+        type=int,
+        default=2,
+        help="seconds before a failed ingest message is retried (default 2; AWS waits the queue's visibility "
+        "timeout, 6 minutes for the ingest queue)",
+    )
+    parser.add_argument(
+        "--authorizer-cache-ttl",
+        type=float,
+        default=60.0,
+        help="seconds an authorizer answer is cached per token, as API Gateway does (default 60; 0 disables)",
+    )
+    parser.add_argument("--poll-wait", type=int, default=1, help="SQS long-poll wait of the pump, seconds")
+    parser.add_argument(
+        "--api-concurrency",
+        type=int,
+        default=4,
+        help="most api function environments (worker processes) at once (default 4)",
+    )
+    parser.add_argument(
+        "--timeout-scale",
+        type=float,
+        default=5.0,
+        help="multiply the functions' AWS timeouts by this (default 5: moto is slower than AWS)",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the functions in this process, one invocation at a time (for a debugger)",
+    )
+    parser.add_argument(
+        "--log-level", default=None, help="log level of the functions (POWERTOOLS_LOG_LEVEL; default WARNING)"
+    )
+    return parser
+
+
+def _banner(info: dict[str, Any], tenant_created: bool) -> str:
+    api, endpoint = info["api_url"], info["endpoint_url"]
+    admin, ingest, tenant = info["admin_key"], info["ingest_key"], info["tenant_id"]
+    exports = " ".join(f"{k}={v}" for k, v in sorted(info["env"].items()))
+    event = '{"id": "evt_1", "customer_id": "cus_1", "type": "api.call", "properties": {"tokens": 10}}'
+    return "\n".join(
+        [
+            "billing-local is running",
+            f"  HTTP API     {api}   (OpenAPI: {api}/v1/openapi.json)",
+            f"  AWS (moto)   {endpoint}   region {info['region']}, any credentials",
+            f"  tenant       {tenant}" + ("" if tenant_created else "   (already existed)"),
+            f"  admin key    {admin}"
+            + ("" if os.environ.get(ADMIN_KEY_ENV) else f"   (fix it with {ADMIN_KEY_ENV})"),
+            f"  ingest key   {ingest}",
+            "",
+            "Send an event and read it back:",
+            f"  curl -s -X POST {api}/v1/events -H 'Authorization: Bearer {ingest}' "
+            f"-H 'Content-Type: application/json' -d '{event}'",
+            f"  curl -s '{api}/v1/events/evt_1?customer_id=cus_1' -H 'Authorization: Bearer {admin}'",
+            "AWS CLI / billing-admin from another shell:",
+            f"  export {exports}",
+            f"  billing-admin --endpoint-url {endpoint} list-keys --tenant-id {tenant}",
+            "Ctrl-C stops.",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    runtime = LocalRuntime(
+        host=args.host,
+        port=args.port,
+        moto_port=args.moto_port,
+        tenant_id=args.tenant_id,
+        retry_delay_seconds=args.retry_delay,
+        authorizer_cache_seconds=args.authorizer_cache_ttl,
+        poll_wait_seconds=args.poll_wait,
+        log_level=args.log_level,
+        in_process=args.in_process,
+        api_concurrency=args.api_concurrency,
+        timeout_scale=args.timeout_scale,
+    )
+    try:
+        try:
+            runtime.start()
+        except StartupError as exc:
+            print(f"billing-local: {exc}", file=sys.stderr)
+            return 1
+        info = runtime.ready_info()
+        print(_banner(info, runtime.tenant_created), flush=True)
+        print(READY_PREFIX + json.dumps(info, sort_keys=True), flush=True)
+        while not stopping.wait(0.2):
+            pass
+        print("billing-local: stopping", flush=True)
+        runtime.stop()
+        print("billing-local: stopped", flush=True)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
