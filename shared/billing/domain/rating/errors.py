@@ -13,7 +13,7 @@ class InvalidCatalog(InvalidRequest):
     """A meter, price, plan, currency, timezone or anchor day sent by a client is not acceptable (422).
 
     Codes: unknown_currency, invalid_amount, invalid_tiers, invalid_charge, invalid_meter, invalid_plan,
-    unknown_timezone, invalid_anchor_day, invalid_subscription.
+    unknown_meter, unknown_timezone, invalid_anchor_day, invalid_customer, invalid_subscription.
     """
 
     code = "invalid_catalog"

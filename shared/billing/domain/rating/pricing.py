@@ -219,6 +219,27 @@ class TierRow:
             row["package_price"] = decimal_text(self.package_price or Decimal(0))
         return row
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TierRow:
+        """Rebuild a row written by `to_json` (from a stored invoice)."""
+
+        def number(name: str) -> Decimal | None:
+            value = data.get(name)
+            return None if value is None else Decimal(value)
+
+        return cls(
+            tier=int(data["tier"]),
+            start=Decimal(data["from"]),
+            up_to=number("up_to"),
+            quantity=Decimal(data["quantity"]),
+            unit_price=number("unit_price"),
+            flat_fee=Decimal(data["flat_fee"]),
+            amount=Decimal(data["amount"]),
+            packages=None if data.get("packages") is None else int(data["packages"]),
+            package_size=number("package_size"),
+            package_price=number("package_price"),
+        )
+
 
 @dataclass(frozen=True)
 class RatedCharge:
