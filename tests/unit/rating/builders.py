@@ -93,19 +93,19 @@ def period_of(who: Customer, instant: str) -> BillingPeriod:
     return who.cycle.period_containing(at(instant))
 
 
-def tokens(event_id: str, timestamp: str, count: int, **kwargs: Any) -> UsageEvent:
+def tokens(event_id: str, timestamp: str | datetime, count: int, **kwargs: Any) -> UsageEvent:
     return usage(event_id, timestamp, type="llm.completion", tokens=count, **kwargs)
 
 
-def calls(count: int, timestamp: str, prefix: str = "call") -> list[UsageEvent]:
+def calls(count: int, timestamp: str | datetime, prefix: str = "call") -> list[UsageEvent]:
     return [usage(f"{prefix}-{n}", timestamp, type="api.call") for n in range(count)]
 
 
-def seats(event_id: str, timestamp: str, count: int) -> UsageEvent:
+def seats(event_id: str, timestamp: str | datetime, count: int) -> UsageEvent:
     return usage(event_id, timestamp, type="seats.updated", seats=count)
 
 
-def gb(event_id: str, timestamp: str, amount: int | Decimal) -> UsageEvent:
+def gb(event_id: str, timestamp: str | datetime, amount: int | Decimal) -> UsageEvent:
     return usage(event_id, timestamp, type="storage.used", gb=amount)
 
 
