@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
 def build_service(args: argparse.Namespace) -> TenantService:
     # A session of our own: credentials are resolved for this run, not reused from boto3's default session.
     session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
+    if args.endpoint_url and session.get_credentials() is None:
+        # An explicit endpoint with no credentials at all is the local runtime (moto takes any): say so.
+        session = boto3.session.Session(
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 - a placeholder moto accepts, not a secret
+            region_name=args.region,
+        )
     region = session.region_name or ("us-east-1" if args.endpoint_url else None)  # moto needs *a* region
     config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=20)
 
