@@ -117,3 +117,23 @@ CONSUMER_TIMEOUT_SECONDS = 60
 CONSUMER_BATCH_SIZE = 10
 
 DEFAULT_TENANT_THROTTLE = ThrottleSpec(rate_per_second=100.0, burst=200)
+
+
+@dataclass(frozen=True)
+class StateMachineSpec:
+    """A Step Functions state machine: the ASL comes from `billing.workflows`, the name from here."""
+
+    logical_id: str
+    env_var: str  # carries the state machine ARN to the functions that start it
+    local_name: str
+
+
+CYCLE_CLOSE_STATE_MACHINE = StateMachineSpec(
+    logical_id="CycleCloseStateMachine",
+    env_var="CYCLE_CLOSE_STATE_MACHINE_ARN",
+    local_name="billing-cycle-close",
+)
+CYCLE_CLOSE_FUNCTION_NAME = "cycle-close"
+CYCLE_CLOSE_TIMEOUT_SECONDS = 120
+# How often the scheduler starts a billing run (EventBridge Scheduler in AWS, a timer locally).
+CYCLE_CLOSE_SCHEDULE = "rate(1 hour)"

@@ -32,6 +32,10 @@ class Settings(BaseModel):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     tenant_cache_seconds: int = Field(default=60, ge=0)
     consumer_write_concurrency: int = Field(default=16, ge=1, le=64)
+    # Only the functions that start billing runs need it (the api function).
+    cycle_close_state_machine_arn: str | None = None
+    # Time after a period's end before it is closed, so most late events land in their own period.
+    billing_grace_seconds: int = Field(default=24 * 3600, ge=0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +53,8 @@ class Settings(BaseModel):
             "idempotency_ttl_seconds": "IDEMPOTENCY_TTL_SECONDS",
             "tenant_cache_seconds": "TENANT_CACHE_SECONDS",
             "consumer_write_concurrency": "CONSUMER_WRITE_CONCURRENCY",
+            "cycle_close_state_machine_arn": resources.CYCLE_CLOSE_STATE_MACHINE.env_var,
+            "billing_grace_seconds": "BILLING_GRACE_SECONDS",
         }
         values = {field: env[var] for field, var in names.items() if env.get(var)}
         try:
