@@ -14,13 +14,17 @@ import boto3
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.config import Config
 
+from billing.adapters.catalog_store import DynamoCatalogStore
 from billing.adapters.event_store import DynamoEventStore
 from billing.adapters.queues import SqsDeadLetters, SqsIngestQueue
 from billing.adapters.tenant_store import DynamoTenantStore
+from billing.adapters.usage_reader import DynamoEventsReader
 from billing.domain.usage_events import EventLimits
+from billing.services.catalog import CatalogService
 from billing.services.idempotent_requests import IdempotentRequests
 from billing.services.ingest import CachedTenantPolicies, IngestConsumer, IngestService
 from billing.services.tenants import TenantService
+from billing.services.usage import UsageService
 from billing.settings import Settings, get_settings
 
 # Standard retry mode: throttles are retried with backoff inside the SDK before we ever see them.
@@ -79,6 +83,22 @@ class Services:
             clock=utc_now,
             write_concurrency=self.settings.consumer_write_concurrency,
         )
+
+    @cached_property
+    def catalog_store(self) -> DynamoCatalogStore:
+        return DynamoCatalogStore(self.settings.billing_table, self.dynamodb)
+
+    @cached_property
+    def catalog(self) -> CatalogService:
+        return CatalogService(self.catalog_store)
+
+    @cached_property
+    def events_reader(self) -> DynamoEventsReader:
+        return DynamoEventsReader(self.settings.events_table, self.settings.event_shards, self.dynamodb)
+
+    @cached_property
+    def usage(self) -> UsageService:
+        return UsageService(self.catalog_store, self.events_reader)
 
     @cached_property
     def idempotent_requests(self) -> IdempotentRequests:

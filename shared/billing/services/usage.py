@@ -1,0 +1,156 @@
+"""Usage of the open billing period: a customer's stored events rated as a draft invoice, and the period
+an event belongs to. Read-only: nothing here is finalized or stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from billing.domain.catalog import CATALOG_ID, CustomerProfile, PlanRecord, SubscriptionRecord
+from billing.domain.errors import NotFound
+from billing.domain.rating.invoices import Invoice, LineType, build_invoice
+from billing.domain.rating.meters import Meter, aggregate
+from billing.domain.rating.money import Money, decimal_text
+from billing.domain.rating.periods import BillingPeriod, format_instant, utc
+from billing.domain.rating.plans import SubscriptionSegment
+from billing.domain.usage_events import UsageEvent
+from billing.services.catalog import plan_loader
+
+
+class EventsReader(Protocol):
+    def events_in(self, tenant_id: str, customer_id: str, start: datetime, end: datetime) -> list[UsageEvent]:
+        """The customer's stored events with start <= timestamp < end."""
+
+
+class CatalogReader(Protocol):
+    """What usage reads from the catalog (the CatalogStore provides it)."""
+
+    def get_customer(self, tenant_id: str, customer_id: str) -> CustomerProfile | None: ...
+
+    def get_subscription(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord | None: ...
+
+    def get_plan(self, tenant_id: str, plan_id: str, version: int | None = None) -> PlanRecord | None: ...
+
+    def all_meters(self, tenant_id: str) -> list[Meter]: ...
+
+
+@dataclass(frozen=True)
+class MeterUsage:
+    meter: str
+    quantity: Decimal
+    amount: Money
+
+    def to_json(self) -> dict[str, str]:
+        return {"meter": self.meter, "quantity": decimal_text(self.quantity), "amount": self.amount.major}
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """The open period's draft invoice (before tax) and its usage per meter."""
+
+    as_of: datetime
+    invoice: Invoice
+    meters: tuple[MeterUsage, ...]
+
+    def total_of(self, line_type: LineType) -> Money:
+        total = Money.zero(self.invoice.currency)
+        for line in self.invoice.lines:
+            if line.type is line_type:
+                total += line.amount
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        invoice = self.invoice
+        return {
+            "customer_id": invoice.customer_id,
+            "subscription_id": invoice.subscription_id,
+            "as_of": format_instant(self.as_of),
+            "period": invoice.period.to_json(),
+            "currency": invoice.currency.code,
+            "meters": [usage.to_json() for usage in self.meters],
+            "base_fee": self.total_of(LineType.BASE_FEE).major,
+            "minimum_commitment": self.total_of(LineType.MINIMUM_COMMITMENT).major,
+            "estimated_total": invoice.subtotal.major,
+            "lines": [line.to_json() for line in invoice.lines],
+        }
+
+
+@dataclass(frozen=True)
+class EventPeriod:
+    subscription_id: str
+    period: BillingPeriod
+
+
+class UsageService:
+    def __init__(self, catalog: CatalogReader, events: EventsReader) -> None:
+        self._catalog = catalog
+        self._events = events
+
+    def open_period(self, tenant_id: str, customer_id: str, at: datetime) -> UsageReport:
+        """Rate the period containing `at` as it stands: base fee, usage so far, commitment true-up.
+
+        The subscription is the one running at `at`, else the last one that ran during the period.
+        """
+        customer = (
+            self._catalog.get_customer(tenant_id, customer_id) if CATALOG_ID.match(customer_id) else None
+        )
+        if customer is None:
+            raise NotFound(f"customer {customer_id!r} not found", code="customer_not_found")
+        period = customer.billing.cycle.period_containing(at)
+        span = customer.subscription_in(period.start_utc, period.end_utc, at)
+        subscription = None if span is None else self._catalog.get_subscription(tenant_id, span.id)
+        if subscription is None:
+            raise NotFound(
+                f"customer {customer_id} has no subscription in the billing period "
+                f"{format_instant(period.start_utc)} to {format_instant(period.end_utc)}; usage is rated "
+                "against a subscription's plan (POST /v1/subscriptions)",
+                code="no_subscription",
+            )
+        plan_of = plan_loader(self._catalog, tenant_id)
+        segments = [
+            SubscriptionSegment(plan_of(segment.plan_id, segment.plan_version), segment.start, segment.end)
+            for segment in subscription.segments
+            if period.intersect(segment.start, segment.end) is not None
+        ]
+        meters = {meter.key: meter for meter in self._catalog.all_meters(tenant_id)}
+        events = self._events.events_in(tenant_id, customer_id, period.start_utc, period.end_utc)
+        invoice = build_invoice(
+            tenant_id, customer.billing, subscription.id, period, segments, meters, events
+        )
+        return UsageReport(utc(at), invoice, _meter_usage(invoice, segments, period, meters, events))
+
+    def event_period(self, tenant_id: str, customer_id: str, timestamp: datetime) -> EventPeriod | None:
+        """The billing period of an event: that of the customer's subscription running at its timestamp."""
+        customer = (
+            self._catalog.get_customer(tenant_id, customer_id) if CATALOG_ID.match(customer_id) else None
+        )
+        span = None if customer is None else customer.subscription_at(timestamp)
+        if customer is None or span is None:
+            return None
+        return EventPeriod(span.id, customer.billing.cycle.period_containing(timestamp))
+
+
+def _meter_usage(
+    invoice: Invoice,
+    segments: list[SubscriptionSegment],
+    period: BillingPeriod,
+    meters: dict[str, Meter],
+    events: list[UsageEvent],
+) -> tuple[MeterUsage, ...]:
+    """Per charged meter: the quantity over the subscription's part of the period, the amount of its lines.
+
+    The quantity is aggregated over the whole covered window (a max meter's maximum is not the sum of
+    each plan's maxima); the amount is the sum of the meter's rounded usage lines.
+    """
+    windows = [window for segment in segments if (window := segment.window_in(period)) is not None]
+    covered = [event for event in events if any(window.contains(event.timestamp) for window in windows)]
+    amounts: dict[str, Money] = {}
+    for line in invoice.lines:
+        if line.type is LineType.USAGE and line.meter is not None:
+            amounts[line.meter] = amounts.get(line.meter, Money.zero(invoice.currency)) + line.amount
+    return tuple(
+        MeterUsage(key, aggregate(meters[key], covered).quantity, amount) for key, amount in amounts.items()
+    )
