@@ -1,4 +1,4 @@
-"""The ingest half of usage billing as one stack: it composes the area constructs and exports outputs."""
+"""Usage billing as one stack: it composes the area constructs and exports outputs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from constructs import Construct
 from billing import resources
 from infra.config import DeploymentConfig
 from infra.constructs.api import ApiConstruct
+from infra.constructs.cycle_close import CycleCloseConstruct, grace_seconds_from_context
 from infra.constructs.data import DataConstruct
 from infra.constructs.ingest import IngestConstruct
 from infra.constructs.layer import SharedLayer
@@ -24,9 +25,25 @@ class BillingStack(cdk.Stack):
         self.data = DataConstruct(self, "Data")
         layer = SharedLayer(self, "SharedLayer", build=config.build_layer).layer
         self.ingest = IngestConstruct(self, "Ingest", data=self.data, layer=layer)
+        self.cycle_close = CycleCloseConstruct(
+            self,
+            "CycleClose",
+            data=self.data,
+            ingest=self.ingest,
+            layer=layer,
+            grace_seconds=grace_seconds_from_context(self.node),
+        )
         self.api = ApiConstruct(self, "Api", config=config, data=self.data, ingest=self.ingest, layer=layer)
+        # POST /v1/billing-runs starts a run, GET /v1/billing-runs/{id} reads it.
+        self.cycle_close.allow_runs(self.api.api_function)
         self.observability = ObservabilityConstruct(
-            self, "Observability", config=config, key=self.data.key, ingest=self.ingest, api=self.api
+            self,
+            "Observability",
+            config=config,
+            key=self.data.key,
+            ingest=self.ingest,
+            api=self.api,
+            cycle_close=self.cycle_close,
         )
         self._build_outputs()
 
@@ -45,3 +62,9 @@ class BillingStack(cdk.Stack):
         cdk.CfnOutput(self, "IngestQueueUrl", value=self.ingest.queue.queue_url)
         cdk.CfnOutput(self, "IngestDeadLetterQueueUrl", value=self.ingest.dead_letter_queue.queue_url)
         cdk.CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn)
+        cdk.CfnOutput(
+            self,
+            "CycleCloseStateMachineArn",
+            value=self.cycle_close.state_machine.state_machine_arn,
+            description="Billing runs (cycle close); the scheduler starts one hourly",
+        )

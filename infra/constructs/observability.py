@@ -1,4 +1,5 @@
-"""Alarms on what must never happen silently (poison events, consumer errors, API 5xx) and a dashboard."""
+"""Alarms on what must never happen silently (poison events, consumer errors, API 5xx, failed billing runs)
+and a dashboard."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from constructs import Construct
 
 from infra.config import DeploymentConfig
 from infra.constructs.api import ApiConstruct
+from infra.constructs.cycle_close import CycleCloseConstruct
 from infra.constructs.ingest import IngestConstruct
 
 # A consumer that lags this far behind is failing or throttled, long before the queue's retention.
@@ -29,6 +31,7 @@ class ObservabilityConstruct(Construct):
         key: kms.Key,
         ingest: IngestConstruct,
         api: ApiConstruct,
+        cycle_close: CycleCloseConstruct,
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = self._build_topic(key, config.alarm_email)
@@ -68,8 +71,40 @@ class ObservabilityConstruct(Construct):
                 "The authorizer failed invocations: every request is answered 5xx while it fails.",
                 api.authorizer_function.function.metric_errors(period=cdk.Duration.minutes(5)),
             ),
+            *self._cycle_close_alarms(cycle_close),
         ]
-        self.dashboard = self._build_dashboard(ingest, api)
+        self.dashboard = self._build_dashboard(ingest, api, cycle_close)
+
+    def _cycle_close_alarms(self, cycle_close: CycleCloseConstruct) -> list[cloudwatch.Alarm]:
+        five_minutes = cdk.Duration.minutes(5)
+        state_machine = cycle_close.state_machine
+        return [
+            self._build_alarm(
+                "BillingRunFailed",
+                "A billing run (cycle close) failed: listing due subscriptions or the run summary failed "
+                "after its retries. Periods stay open until a run succeeds.",
+                state_machine.metric_failed(period=five_minutes),
+            ),
+            self._build_alarm(
+                "BillingRunTimedOut",
+                "A billing run (cycle close) timed out.",
+                state_machine.metric_timed_out(period=five_minutes),
+            ),
+            self._build_alarm(
+                "CycleCloseFunctionErrors",
+                "The cycle-close function failed invocations: transient ones are retried, the others mark a "
+                "subscription failed in its run summary (its period stays open).",
+                cycle_close.function.function.metric_errors(period=five_minutes),
+            ),
+            self._build_alarm(
+                "BillingRunStartsDeadLettered",
+                "EventBridge Scheduler could not start a billing run after its retries; the next hourly "
+                "run closes the same periods, but find out why.",
+                cycle_close.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=cdk.Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
+                ),
+            ),
+        ]
 
     def _build_topic(self, key: kms.Key, alarm_email: str) -> sns.Topic:
         topic = sns.Topic(
@@ -106,7 +141,9 @@ class ObservabilityConstruct(Construct):
         alarm.add_ok_action(action)
         return alarm
 
-    def _build_dashboard(self, ingest: IngestConstruct, api: ApiConstruct) -> cloudwatch.Dashboard:
+    def _build_dashboard(
+        self, ingest: IngestConstruct, api: ApiConstruct, cycle_close: CycleCloseConstruct
+    ) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=cdk.Duration.hours(6))
         five_minutes = cdk.Duration.minutes(5)
         dashboard.add_widgets(
@@ -145,6 +182,27 @@ class ObservabilityConstruct(Construct):
                     ingest.consumer.function.metric_throttles(period=five_minutes),
                 ],
                 right=[ingest.consumer.function.metric_duration(period=five_minutes, statistic="p99")],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Billing runs",
+                left=[
+                    cycle_close.state_machine.metric_started(period=five_minutes),
+                    cycle_close.state_machine.metric_succeeded(period=five_minutes),
+                    cycle_close.state_machine.metric_failed(period=five_minutes),
+                    cycle_close.state_machine.metric_timed_out(period=five_minutes),
+                ],
+                right=[cycle_close.state_machine.metric_time(period=five_minutes, statistic="p99")],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Cycle-close function",
+                left=[
+                    cycle_close.function.function.metric_invocations(period=five_minutes),
+                    cycle_close.function.function.metric_errors(period=five_minutes),
+                    cycle_close.function.function.metric_throttles(period=five_minutes),
+                ],
+                right=[cycle_close.function.function.metric_duration(period=five_minutes, statistic="p99")],
                 width=12,
             ),
         )
