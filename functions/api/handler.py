@@ -33,8 +33,11 @@ from billing.domain.errors import (
     TransientFailure,
     Unauthenticated,
 )
+from billing.domain.rating.errors import RatingFailed
 from billing.domain.tenants import Principal, Scope
+from billing.domain.usage_events import parse_timestamp
 from billing.runtime import logger, metrics, tracer
+from billing.services.catalog import Page, page_size, query_instant, query_version, read_catalog_request
 from billing.services.idempotent_requests import MAX_KEY_LENGTH
 from billing.services.ingest import read_ingest_request
 
@@ -50,6 +53,8 @@ STATUS_BY_ERROR: dict[type[BillingError], HTTPStatus] = {
     InvalidRequest: HTTPStatus.UNPROCESSABLE_ENTITY,
     InvalidEvent: HTTPStatus.UNPROCESSABLE_ENTITY,
     TransientFailure: HTTPStatus.SERVICE_UNAVAILABLE,
+    # Stored catalog data that cannot be rated as it is: the request is fine, the state is not.
+    RatingFailed: HTTPStatus.CONFLICT,
 }
 
 
@@ -147,8 +152,18 @@ def received_at() -> datetime:
     return datetime.now(UTC)
 
 
+def query(name: str) -> str | None:
+    return app.current_event.get_query_string_value(name)
+
+
+def page_response(page: Page[Any], render: Callable[[Any], dict[str, Any]]) -> Response:
+    return json_response(
+        HTTPStatus.OK, {"data": [render(item) for item in page.items], "next_cursor": page.next_cursor}
+    )
+
+
 def idempotently(principal: Principal, operation: Callable[[], tuple[int, dict[str, Any]]]) -> Response:
-    """Run a POST operation, replaying the stored response when the Idempotency-Key was seen before."""
+    """Run a POST or PATCH operation, replaying the stored response for an Idempotency-Key seen before."""
     key = app.current_event.headers.get("Idempotency-Key")
     if key is None:
         status, body = operation()
@@ -203,9 +218,11 @@ def get_event(event_id: str) -> Response[str]:
     customer_id = app.current_event.get_query_string_value("customer_id")
     if not customer_id:
         raise MalformedRequest("the customer_id query parameter is required", code="missing_parameter")
-    stored = get_services().event_store.get(principal.tenant_id, customer_id, event_id)
+    services = get_services()
+    stored = services.event_store.get(principal.tenant_id, customer_id, event_id)
     if stored is None:
         raise NotFound(f"event {event_id!r} of customer {customer_id!r} is not stored (yet)")
+    billed = services.usage.event_period(principal.tenant_id, customer_id, parse_timestamp(stored.timestamp))
     return json_response(
         HTTPStatus.OK,
         {
@@ -216,10 +233,212 @@ def get_event(event_id: str) -> Response[str]:
             "received_at": stored.received_at,
             "stored_at": stored.stored_at,
             "status": stored.status,
-            # The billing period is known once the customer has a subscription (catalog and rating).
-            "period": None,
+            # The period of the customer's subscription running at the event's timestamp, if any.
+            "subscription_id": None if billed is None else billed.subscription_id,
+            "period": None if billed is None else billed.period.to_json(),
         },
     )
+
+
+# ---- catalog: meters ---------------------------------------------------------------------------------
+
+
+@app.post("/v1/meters", summary="Define a meter (201; 409 meter_exists)")
+@tracer.capture_method
+def post_meter() -> Response[str]:
+    principal = require(Scope.ADMIN)
+    body = raw_body()
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        data = read_catalog_request(body)
+        record = get_services().catalog.create_meter(principal.tenant_id, data, received_at())
+        return HTTPStatus.CREATED, record.to_api()
+
+    return idempotently(principal, operation)
+
+
+@app.get("/v1/meters", summary="The tenant's meters, a page at a time")
+@tracer.capture_method
+def list_meters() -> Response[str]:
+    principal = require(Scope.ADMIN)
+    page = get_services().catalog.list_meters(principal.tenant_id, page_size(query("limit")), query("cursor"))
+    return page_response(page, lambda record: record.to_api())
+
+
+@app.get("/v1/meters/<key>", summary="One meter")
+@tracer.capture_method
+def get_meter(key: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    return json_response(HTTPStatus.OK, get_services().catalog.get_meter(principal.tenant_id, key).to_api())
+
+
+# ---- catalog: customers ------------------------------------------------------------------------------
+
+
+@app.post("/v1/customers", summary="Create a customer (201; 409 customer_exists)")
+@tracer.capture_method
+def post_customer() -> Response[str]:
+    principal = require(Scope.ADMIN)
+    body = raw_body()
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        now = received_at()
+        data = read_catalog_request(body)
+        profile = get_services().catalog.create_customer(principal.tenant_id, data, now)
+        return HTTPStatus.CREATED, profile.to_api(now)
+
+    return idempotently(principal, operation)
+
+
+@app.get("/v1/customers", summary="The tenant's customers, a page at a time")
+@tracer.capture_method
+def list_customers() -> Response[str]:
+    principal = require(Scope.ADMIN)
+    now = received_at()
+    page = get_services().catalog.list_customers(
+        principal.tenant_id, page_size(query("limit")), query("cursor")
+    )
+    return page_response(page, lambda profile: profile.to_api(now))
+
+
+@app.get("/v1/customers/<customer_id>", summary="One customer")
+@tracer.capture_method
+def get_customer(customer_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    profile = get_services().catalog.get_customer(principal.tenant_id, customer_id)
+    return json_response(HTTPStatus.OK, profile.to_api(received_at()))
+
+
+@app.patch(
+    "/v1/customers/<customer_id>", summary="Update a customer (tax location changes are kept as history)"
+)
+@tracer.capture_method
+def patch_customer(customer_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    body = raw_body()
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        now = received_at()
+        data = read_catalog_request(body)
+        profile = get_services().catalog.update_customer(principal.tenant_id, customer_id, data, now)
+        return HTTPStatus.OK, profile.to_api(now)
+
+    return idempotently(principal, operation)
+
+
+@app.get("/v1/customers/<customer_id>/usage", summary="Usage and estimated amount of the open period")
+@tracer.capture_method
+def get_usage(customer_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    at_text = query("at")
+    at = received_at() if at_text is None else query_instant(at_text, "at")
+    report = get_services().usage.open_period(principal.tenant_id, customer_id, at)
+    return json_response(HTTPStatus.OK, report.to_json())
+
+
+# ---- catalog: plans ----------------------------------------------------------------------------------
+
+
+@app.post("/v1/plans", summary="Create a plan, version 1 (201; 409 plan_exists)")
+@tracer.capture_method
+def post_plan() -> Response[str]:
+    principal = require(Scope.ADMIN)
+    body = raw_body()
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        data = read_catalog_request(body)
+        record = get_services().catalog.create_plan(principal.tenant_id, data, received_at())
+        return HTTPStatus.CREATED, record.to_api()
+
+    return idempotently(principal, operation)
+
+
+@app.post("/v1/plans/<plan_id>/versions", summary="Publish the next version of a plan (201)")
+@tracer.capture_method
+def post_plan_version(plan_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    body = raw_body()
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        data = read_catalog_request(body)
+        record = get_services().catalog.create_plan_version(principal.tenant_id, plan_id, data, received_at())
+        return HTTPStatus.CREATED, record.to_api()
+
+    return idempotently(principal, operation)
+
+
+@app.get("/v1/plans", summary="The tenant's plans (latest versions), a page at a time")
+@tracer.capture_method
+def list_plans() -> Response[str]:
+    principal = require(Scope.ADMIN)
+    page = get_services().catalog.list_plans(principal.tenant_id, page_size(query("limit")), query("cursor"))
+    return page_response(page, lambda record: record.to_api())
+
+
+@app.get("/v1/plans/<plan_id>", summary="A plan: the latest version, or ?version=n")
+@tracer.capture_method
+def get_plan(plan_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    version = query_version(query("version"))
+    record = get_services().catalog.get_plan(principal.tenant_id, plan_id, version)
+    return json_response(HTTPStatus.OK, record.to_api())
+
+
+# ---- catalog: subscriptions --------------------------------------------------------------------------
+
+
+@app.post("/v1/subscriptions", summary="Subscribe a customer to a plan (201; one at a time per customer)")
+@tracer.capture_method
+def post_subscription() -> Response[str]:
+    principal = require(Scope.ADMIN)
+    body = raw_body()
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        data = read_catalog_request(body)
+        record = get_services().catalog.create_subscription(principal.tenant_id, data, received_at())
+        return HTTPStatus.CREATED, record.to_api()
+
+    return idempotently(principal, operation)
+
+
+@app.get("/v1/subscriptions/<subscription_id>", summary="One subscription with its plan segments")
+@tracer.capture_method
+def get_subscription(subscription_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    record = get_services().catalog.get_subscription(principal.tenant_id, subscription_id)
+    return json_response(HTTPStatus.OK, record.to_api())
+
+
+@app.post("/v1/subscriptions/<subscription_id>/change-plan", summary="Move a subscription to another plan")
+@tracer.capture_method
+def post_change_plan(subscription_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    body = raw_body()
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        data = read_catalog_request(body)
+        record = get_services().catalog.change_plan(principal.tenant_id, subscription_id, data, received_at())
+        return HTTPStatus.OK, record.to_api()
+
+    return idempotently(principal, operation)
+
+
+@app.post(
+    "/v1/subscriptions/<subscription_id>/cancel", summary="Cancel a subscription (now, or at a given time)"
+)
+@tracer.capture_method
+def post_cancel(subscription_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    body = raw_body()
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        data = read_catalog_request(body, allow_empty=True)
+        record = get_services().catalog.cancel_subscription(
+            principal.tenant_id, subscription_id, data, received_at()
+        )
+        return HTTPStatus.OK, record.to_api()
+
+    return idempotently(principal, operation)
 
 
 @app.get("/v1/openapi.json", summary="This API's OpenAPI document")
