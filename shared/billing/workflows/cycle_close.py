@@ -22,6 +22,7 @@ TRANSIENT_ERRORS = [
 ]
 
 DEFAULT_MAX_CONCURRENCY = 10
+RUN_TIMEOUT_SECONDS = 6 * 3600
 # Distributed Map runs each subscription as a child execution: no 256 KiB state limit on the item list,
 # up to thousands of subscriptions in parallel, each with its own execution history.
 MAP_MODE = "DISTRIBUTED"
@@ -77,6 +78,8 @@ def cycle_close_definition(
     return {
         "Comment": "Close every billing period that has ended (plus the grace window): rate, tax, finalize.",
         "StartAt": "ListDueSubscriptions",
+        # A run that has not finished in six hours is stuck: fail it (and alarm) rather than wait a year.
+        "TimeoutSeconds": RUN_TIMEOUT_SECONDS,
         "States": {
             "ListDueSubscriptions": {
                 **_step(function_arn, "list_due", {"input.$": "$"}, "CloseEachSubscription", retry_seconds),
