@@ -33,7 +33,8 @@ MAX_EMAIL_LENGTH = 254
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
-_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,63}$")
+# The subdivision part of ISO 3166-2 ("NY" of US-NY, "ON" of CA-ON), as the tax engine reads it.
+_REGION = re.compile(r"^[A-Z0-9]{1,3}$")
 _POSTAL_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,15}$")
 _TAX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .\-/]{0,63}$")
 # A gateway token starts with a letter ("tok_...", "pm_...", "card_..."): a bare digit run is a PAN.
@@ -215,7 +216,12 @@ class TaxLocation:
             )
         return cls(
             country=country,
-            region=_optional_text(data.get("region"), _REGION, "tax.region", "a region code such as NY"),
+            region=_optional_text(
+                data.get("region"),
+                _REGION,
+                "tax.region",
+                "a state or province code in upper case, such as NY",
+            ),
             postal_code=_optional_text(
                 data.get("postal_code"), _POSTAL_CODE, "tax.postal_code", "a postal code such as 10001"
             ),

@@ -292,6 +292,9 @@ class CatalogService:
         customer_id = catalog_id(data["customer_id"], "customer_id", code="invalid_subscription")
         start = utc(now) if data.get("start") is None else parse_instant(data["start"], "start")
         plan = self._referenced_plan(tenant_id, data)
+        if self._store.get_subscription(tenant_id, subscription_id) is not None:
+            # Checked first so that a retried create answers "exists"; the conditional write still decides.
+            raise Conflict(f"subscription {subscription_id!r} already exists", code="subscription_exists")
         for _ in range(UPDATE_ATTEMPTS):
             customer = self._store.get_customer(tenant_id, customer_id)
             if customer is None:
