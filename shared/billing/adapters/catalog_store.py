@@ -388,34 +388,62 @@ class DynamoCatalogStore:
         cursor: str | None,
         convert: Callable[[dict[str, Any]], T],
     ) -> Page[T]:
-        """One page of an item collection; one item more than asked tells whether there is another page."""
-        pk, sk = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": f"{pk} = :pk AND begins_with({sk}, :prefix)",
-            "ExpressionAttributeValues": {":pk": {"S": partition}, ":prefix": {"S": prefix}},
-            "Limit": limit + 1,
-        }
-        if index:
-            request["IndexName"] = index
-        else:
-            request["ConsistentRead"] = True
-        key_names = ("pk", "sk", pk, sk)
-        if cursor is not None:
-            request["ExclusiveStartKey"] = decode_cursor(cursor, key_names, pk, partition, sk, prefix)
-        items: list[dict[str, Any]] = []
-        while True:
-            response = self._call(lambda: self._client.query(**request))
-            items += response.get("Items", [])
-            last = response.get("LastEvaluatedKey")
-            if len(items) > limit or not last:
-                break
-            request["ExclusiveStartKey"] = last
-        if len(items) <= limit:
-            return Page([convert(item) for item in items], None)
-        kept = items[:limit]
-        next_key = {name: kept[-1][name] for name in dict.fromkeys(key_names)}
-        return Page([convert(item) for item in kept], encode_cursor(next_key))
+        return query_page(
+            self._client,
+            self._table,
+            index=index,
+            partition=partition,
+            prefix=prefix,
+            limit=limit,
+            cursor=cursor,
+            convert=convert,
+        )
+
+
+def query_page(
+    client: Any,
+    table: str,
+    *,
+    index: str | None,
+    partition: str,
+    prefix: str,
+    limit: int,
+    cursor: str | None,
+    convert: Callable[[dict[str, Any]], T],
+) -> Page[T]:
+    """One page of an item collection; one item more than asked tells whether there is another page."""
+    pk, sk = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
+    request: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": f"{pk} = :pk AND begins_with({sk}, :prefix)",
+        "ExpressionAttributeValues": {":pk": {"S": partition}, ":prefix": {"S": prefix}},
+        "Limit": limit + 1,
+    }
+    if index:
+        request["IndexName"] = index
+    else:
+        request["ConsistentRead"] = True
+    key_names = ("pk", "sk", pk, sk)
+    if cursor is not None:
+        request["ExclusiveStartKey"] = decode_cursor(cursor, key_names, pk, partition, sk, prefix)
+    items: list[dict[str, Any]] = []
+    while True:
+        try:
+            response = client.query(**request)
+        except ClientError as exc:
+            if is_transient(exc):
+                raise TransientFailure(f"{table}: {error_code(exc)}") from exc
+            raise
+        items += response.get("Items", [])
+        last = response.get("LastEvaluatedKey")
+        if len(items) > limit or not last:
+            break
+        request["ExclusiveStartKey"] = last
+    if len(items) <= limit:
+        return Page([convert(item) for item in items], None)
+    kept = items[:limit]
+    next_key = {name: kept[-1][name] for name in dict.fromkeys(key_names)}
+    return Page([convert(item) for item in kept], encode_cursor(next_key))
 
 
 def encode_cursor(key: dict[str, Any]) -> str:
