@@ -668,6 +668,7 @@ CATALOG_POSTS = [
         ('"a string"', {400}),
         ("null", {400}),
         ("[" * 50_000 + "]" * 50_000, {400}),
+        ('{"a": ' + "[" * 985 + "]" * 985 + "}", {404, 409, 422}),  # as deep as the JSON parser goes
         ('{"id": 1e999999999, "key": {"a": [true]}, "plan_id": false, "at": 5}', {404, 409, 422}),
         ('{"id": ' + "9" * 5000 + "}", {400}),
         ('{"id": "x", "customer_id": ["cus_42"], "currency": 12, "base_fee": 4.9, "effective_at": {}}',

@@ -61,21 +61,24 @@ TIER_PRICE_FIELDS = ("unit_price", "flat_fee")
 # ---- request-wide checks -----------------------------------------------------------------------------
 
 
-def reject_card_numbers(value: Any, path: str = "") -> None:
+def reject_card_numbers(value: Any) -> None:
     """Refuse a request holding a card number (a Luhn-valid 13-19 digit run) in any key or value.
 
     The error names where it was, never what it was; the caller must not log the request either.
+    Iterative, so that however deep a parsed body nests, this cannot overflow the stack.
     """
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if looks_like_card_number(key):
-                raise _card_found(path or "(request)")
-            reject_card_numbers(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            reject_card_numbers(item, f"{path}[{index}]")
-    elif looks_like_card_number(value):
-        raise _card_found(path or "(request)")
+    pending: list[tuple[Any, str]] = [(value, "")]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if looks_like_card_number(key):
+                    raise _card_found(path or "(request)")
+                pending.append((child, f"{path}.{key}" if path else str(key)))
+        elif isinstance(item, list):
+            pending.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+        elif looks_like_card_number(item):
+            raise _card_found(path or "(request)")
 
 
 def _card_found(path: str) -> InvalidRequest:
