@@ -14,13 +14,20 @@ import boto3
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.config import Config
 
+from billing.adapters.billing_runs import DynamoBillingRuns
 from billing.adapters.catalog_store import DynamoCatalogStore
 from billing.adapters.event_store import DynamoEventStore
+from billing.adapters.invoice_store import DynamoInvoiceStore
+from billing.adapters.ledger_store import DynamoLedgerStore
 from billing.adapters.queues import SqsDeadLetters, SqsIngestQueue
 from billing.adapters.tenant_store import DynamoTenantStore
 from billing.adapters.usage_reader import DynamoEventsReader
+from billing.adapters.workflows import StepFunctionsStarter
+from billing.domain.tax.model import SellerConfig
+from billing.domain.tax.rules_engine import RulesEngine
 from billing.domain.usage_events import EventLimits
 from billing.services.catalog import CatalogService
+from billing.services.cycle_close import BillingRuns, CloseSettings, CycleCloseService, TaxQuoter
 from billing.services.idempotent_requests import IdempotentRequests
 from billing.services.ingest import CachedTenantPolicies, IngestConsumer, IngestService
 from billing.services.tenants import TenantService
@@ -99,6 +106,48 @@ class Services:
     @cached_property
     def usage(self) -> UsageService:
         return UsageService(self.catalog_store, self.events_reader)
+
+    @cached_property
+    def billing_runs_store(self) -> DynamoBillingRuns:
+        return DynamoBillingRuns(self.settings.billing_table, self.dynamodb)
+
+    @cached_property
+    def ledger_store(self) -> DynamoLedgerStore:
+        return DynamoLedgerStore(self.settings.billing_table, self.dynamodb)
+
+    @cached_property
+    def invoice_store(self) -> DynamoInvoiceStore:
+        return DynamoInvoiceStore(self.settings.billing_table, self.ledger_store, self.dynamodb)
+
+    @cached_property
+    def tax_engine(self) -> TaxQuoter:
+        return RulesEngine()
+
+    @cached_property
+    def cycle_close(self) -> CycleCloseService:
+        registrations = frozenset(
+            code.strip() for code in self.settings.seller_tax_registrations.split(",") if code.strip()
+        )
+        return CycleCloseService(
+            catalog=self.catalog_store,
+            events=self.events_reader,
+            due_index=self.billing_runs_store,
+            invoices=self.invoice_store,
+            tax=self.tax_engine,
+            settings=CloseSettings(
+                grace=timedelta(seconds=self.settings.billing_grace_seconds),
+                event_max_age=timedelta(days=self.settings.event_max_age_days),
+                seller=SellerConfig(self.settings.seller_country, registrations),
+            ),
+            clock=utc_now,
+        )
+
+    @cached_property
+    def billing_runs(self) -> BillingRuns:
+        starter = StepFunctionsStarter(
+            self.settings.cycle_close_state_machine_arn, boto3.client("stepfunctions", config=_BOTO_CONFIG)
+        )
+        return BillingRuns(self.billing_runs_store, starter, utc_now)
 
     @cached_property
     def idempotent_requests(self) -> IdempotentRequests:

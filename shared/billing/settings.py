@@ -36,6 +36,10 @@ class Settings(BaseModel):
     cycle_close_state_machine_arn: str | None = None
     # Time after a period's end before it is closed, so most late events land in their own period.
     billing_grace_seconds: int = Field(default=24 * 3600, ge=0)
+    # Who sells, for tax: country of establishment and where it is registered to collect tax
+    # (comma-separated jurisdiction codes such as "US-NY,DE,EU-OSS,GB"; none: no tax is collected).
+    seller_country: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    seller_tax_registrations: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +59,8 @@ class Settings(BaseModel):
             "consumer_write_concurrency": "CONSUMER_WRITE_CONCURRENCY",
             "cycle_close_state_machine_arn": resources.CYCLE_CLOSE_STATE_MACHINE.env_var,
             "billing_grace_seconds": "BILLING_GRACE_SECONDS",
+            "seller_country": "BILLING_SELLER_COUNTRY",
+            "seller_tax_registrations": "BILLING_SELLER_TAX_REGISTRATIONS",
         }
         values = {field: env[var] for field, var in names.items() if env.get(var)}
         try:

@@ -28,18 +28,26 @@ class FakeSteps:
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
         step = event["step"]
         if step == "list_due":
-            return {"run": {"id": "run_1"}, "items": [{"subscription_id": item} for item in self.items]}
+            items = [{"due": {"subscription_id": item, "period": 1}, "invoices": []} for item in self.items]
+            return {"run": {"id": "run_1"}, "items": items}
         if step == "summarize":
             self.summary = event
             return {"status": "succeeded"}
-        item = event["item"]["subscription_id"]
-        self.calls[(step, item)] += 1
-        if item in self.fail_always and step == "tax":
-            raise ValueError(f"no tax rate for {item}")
-        if (step, item) in {("finalize", name) for name in self.fail_once}:
-            self.fail_once.discard(item)
+        item = event["item"]
+        name = item["due"]["subscription_id"]
+        self.calls[(step, name)] += 1
+        if name in self.fail_always and step == "tax":
+            raise ValueError(f"no tax rate for {name}")
+        if (step, name) in {("finalize", failing) for failing in self.fail_once}:
+            self.fail_once.discard(name)
             raise TransientFailure("throttled")
-        return {"run": event["run"], "item": event["item"], "status": "finalized", "step": step}
+        if step != "finalize":
+            return {"run": event["run"], "item": item}
+        invoices = [*item["invoices"], f"inv_{name}_{item['due']['period']}"]
+        # sub_a has two ended periods: the machine must loop back for the second one.
+        more = name == "sub_a" and item["due"]["period"] == 1
+        next_item = {"due": {"subscription_id": name, "period": 2}, "invoices": invoices} if more else None
+        return {"run": event["run"], "status": "finalized", "invoices": invoices, "item": next_item}
 
 
 class TransientFailure(Exception):
@@ -78,10 +86,14 @@ def test_one_failing_subscription_never_blocks_the_others_and_transients_are_ret
 
     assert described["status"] == "SUCCEEDED"
     assert steps.summary is not None
-    results = {r["item"]["subscription_id"]: r for r in steps.summary["results"]}
-    assert results["sub_a"]["status"] == "finalized"
+    results = {
+        r["item"]["due"]["subscription_id"] if r["item"] else r["invoices"][0][4:9]: r
+        for r in steps.summary["results"]
+    }
+    assert results["sub_a"]["invoices"] == ["inv_sub_a_1", "inv_sub_a_2"]  # both periods, in order
     assert results["sub_c"]["status"] == "finalized"  # after one retried TransientFailure
     assert results["sub_b"]["status"] == "failed"
     assert results["sub_b"]["error"] == "ValueError"
     assert steps.calls[("finalize", "sub_c")] == 2
+    assert steps.calls[("rate", "sub_a")] == 2
     assert steps.calls[("finalize", "sub_b")] == 0  # tax failed: it never reached finalize

@@ -30,6 +30,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from billing.adapters.aws_errors import error_code, is_transient
+from billing.adapters.billing_runs import DuePeriod, due_item
 from billing.domain import canonical_json
 from billing.domain.catalog import (
     CustomerProfile,
@@ -42,6 +43,7 @@ from billing.domain.errors import Conflict, MalformedRequest, TransientFailure
 from billing.domain.rating.meters import Meter
 from billing.domain.rating.periods import format_instant
 from billing.domain.rating.plans import Plan
+from billing.domain.usage_events import format_timestamp
 from billing.services.catalog import Page, StaleRevision
 
 GSI1 = "gsi1"
@@ -285,8 +287,22 @@ class DynamoCatalogStore:
             "Item": self._subscription_item(tenant_id, subscription, revision=0),
             "ConditionExpression": "attribute_not_exists(pk)",
         }
+        # The subscription's first period becomes due in the same transaction: a subscription is never
+        # without a period waiting to be closed (cycle close replaces it by the next one).
+        first = customer.billing.cycle.period_containing(subscription.start)
+        first_due = DuePeriod(
+            tenant_id,
+            subscription.id,
+            customer.id,
+            format_timestamp(first.start_utc),
+            format_timestamp(first.end_utc),
+        )
         reasons = self._transact(
-            [{"Put": put_subscription}, {"Put": self._customer_put(tenant_id, customer)}]
+            [
+                {"Put": put_subscription},
+                {"Put": self._customer_put(tenant_id, customer)},
+                {"Put": {"TableName": self._table, "Item": due_item(first_due)}},
+            ]
         )
         if reasons is None:
             return

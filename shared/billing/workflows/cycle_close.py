@@ -96,12 +96,30 @@ def cycle_close_definition(
                     "States": {
                         "RateUsage": _item_step(function_arn, "rate", "ComputeTax", retry_seconds),
                         "ComputeTax": _item_step(function_arn, "tax", "FinalizeInvoice", retry_seconds),
-                        "FinalizeInvoice": _item_step(function_arn, "finalize", None, retry_seconds),
+                        "FinalizeInvoice": _item_step(
+                            function_arn, "finalize", "MorePeriodsDue", retry_seconds
+                        ),
+                        # A subscription with several ended periods closes them in order, one by one.
+                        "MorePeriodsDue": {
+                            "Type": "Choice",
+                            "Choices": [
+                                {
+                                    "And": [
+                                        {"Variable": "$.item", "IsPresent": True},
+                                        {"Variable": "$.item", "IsNull": False},
+                                    ],
+                                    "Next": "RateUsage",
+                                }
+                            ],
+                            "Default": "SubscriptionClosed",
+                        },
+                        "SubscriptionClosed": {"Type": "Succeed"},
                         "SubscriptionFailed": {
                             "Type": "Pass",
                             "Parameters": {
                                 "status": "failed",
                                 "item.$": "$.item",
+                                "invoices.$": "$.item.invoices",
                                 "error.$": "$.error.Error",
                                 "cause.$": "$.error.Cause",
                             },

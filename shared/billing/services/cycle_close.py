@@ -1,0 +1,506 @@
+"""Cycle close: the steps of the state machine (list due → rate → tax → finalize → summarize).
+
+Every step is idempotent. `rate` and `tax` are pure functions of stored data (events, catalog, invoices
+already finalized) and hand their result to the next step through the execution state; `finalize`
+writes the invoice, its audit record, its journal entries and the next due period in one transaction
+whose condition (the invoice must not exist) makes a retry, or a second run, a no-op.
+
+Late events: the periods before the one being closed that are still open to events (the 35-day window)
+are re-rated with every stored event; what differs from what was billed for them becomes adjustment
+lines on this invoice. Re-rating unchanged data gives no line, so nothing is ever counted twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from billing.adapters.billing_runs import BillingRun, DuePeriod
+from billing.adapters.invoice_store import InvoiceAlreadyFinalized, StoredInvoice
+from billing.adapters.ledger_store import LedgerHead
+from billing.domain.catalog import CustomerProfile, SubscriptionRecord
+from billing.domain.errors import InvalidRequest, NotFound
+from billing.domain.ledger.builders import InvoiceToBook, entries_for_invoice
+from billing.domain.ledger.transactions import JournalTransaction
+from billing.domain.rating.invoices import Invoice, InvoiceLine, LineType, adjustment_for, build_invoice
+from billing.domain.rating.invoices import invoice_id as make_invoice_id
+from billing.domain.rating.meters import Meter
+from billing.domain.rating.money import Currency, format_major
+from billing.domain.rating.periods import BillingPeriod
+from billing.domain.rating.plans import SubscriptionSegment
+from billing.domain.tax.locations import LineWindow, LocationChange, split_by_location
+from billing.domain.tax.model import (
+    SellerConfig,
+    TaxCustomer,
+    TaxLocation,
+    TaxQuote,
+    TaxRequest,
+)
+from billing.domain.usage_events import UsageEvent, format_timestamp, parse_timestamp
+from billing.runtime import logger, metrics
+from billing.services.catalog import plan_loader
+from billing.services.usage import CatalogReader, EventsReader
+
+# ---- ports -------------------------------------------------------------------------------------------
+
+
+class DueIndex(Protocol):
+    def due_before(
+        self, cutoff: str, *, tenant_id: str | None = None, customer_id: str | None = None
+    ) -> list[DuePeriod]: ...
+
+    def schedule(self, due: DuePeriod) -> None: ...
+
+    def create_run(self, run: BillingRun) -> None: ...
+
+    def get_run(self, tenant_id: str | None, run_id: str) -> BillingRun | None: ...
+
+    def finish_run(self, run: BillingRun) -> None: ...
+
+
+class InvoiceStore(Protocol):
+    def get(self, tenant_id: str, invoice_id: str) -> StoredInvoice | None: ...
+
+    def finalize(
+        self,
+        tenant_id: str,
+        invoice: dict[str, Any],
+        audit: dict[str, Any],
+        booking: Callable[[LedgerHead], JournalTransaction | None],
+        due: DuePeriod,
+        next_due: DuePeriod | None,
+    ) -> list[Any]: ...
+
+
+class TaxQuoter(Protocol):
+    def quote(self, request: TaxRequest) -> TaxQuote: ...
+
+
+class WorkflowStarter(Protocol):
+    def start(self, run_id: str, payload: dict[str, Any]) -> None: ...
+
+
+# ---- the service -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CloseSettings:
+    grace: timedelta
+    event_max_age: timedelta
+    seller: SellerConfig
+
+
+class CycleCloseService:
+    def __init__(
+        self,
+        *,
+        catalog: CatalogReader,
+        events: EventsReader,
+        due_index: DueIndex,
+        invoices: InvoiceStore,
+        tax: TaxQuoter,
+        settings: CloseSettings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._catalog = catalog
+        self._events = events
+        self._due = due_index
+        self._invoices = invoices
+        self._tax = tax
+        self._settings = settings
+        self._clock = clock
+
+    # -- list_due -------------------------------------------------------------------------------------
+
+    def list_due(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The run's periods to close: every due period that ended, plus the grace window, before as_of."""
+        as_of = parse_timestamp(payload["as_of"], "as_of") if payload.get("as_of") else self._clock()
+        tenant_id = payload.get("tenant_id")
+        run_id = payload.get("run_id") or scheduled_run_id(as_of)
+        self._due.create_run(
+            BillingRun(
+                id=run_id,
+                tenant_id=tenant_id,
+                status="running",
+                as_of=format_timestamp(as_of),
+                customer_id=payload.get("customer_id"),
+                created_at=format_timestamp(self._clock()),
+            )
+        )
+        cutoff = format_timestamp(as_of - self._settings.grace)
+        due = self._due.due_before(cutoff, tenant_id=tenant_id, customer_id=payload.get("customer_id"))
+        # One item per subscription: its periods are closed in order inside the item (see `finalize`).
+        first_per_subscription: dict[tuple[str, str], DuePeriod] = {}
+        for period in due:
+            first_per_subscription.setdefault((period.tenant_id, period.subscription_id), period)
+        run = {"id": run_id, "tenant_id": tenant_id, "as_of": format_timestamp(as_of), "cutoff": cutoff}
+        logger.info("billing run listed", extra={"run_id": run_id, "due": len(first_per_subscription)})
+        items = [{"due": period.to_json(), "invoices": []} for period in first_per_subscription.values()]
+        return {"run": run, "items": items}
+
+    # -- rate -----------------------------------------------------------------------------------------
+
+    def rate(self, run: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+        due = DuePeriod.from_json(item["due"])
+        tenant_id = due.tenant_id
+        customer, subscription = self._load(tenant_id, due)
+        period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
+        plan_of = plan_loader(self._catalog, tenant_id)
+        segments = [
+            SubscriptionSegment(plan_of(segment.plan_id, segment.plan_version), segment.start, segment.end)
+            for segment in subscription.segments
+        ]
+        meters = {meter.key: meter for meter in self._catalog.all_meters(tenant_id)}
+        adjustments = self._late_adjustments(tenant_id, customer, subscription, period, segments, meters)
+        events = self._events.events_in(tenant_id, customer.id, period.start_utc, period.end_utc)
+        invoice = build_invoice(
+            tenant_id, customer.billing, subscription.id, period, segments, meters, events, adjustments
+        )
+        metrics.add_metric(name="InvoicesRated", unit=MetricUnit.Count, value=1)
+        return {"run": run, "item": {**_carry(item), "invoice": invoice.to_dict()}}
+
+    def _late_adjustments(
+        self,
+        tenant_id: str,
+        customer: CustomerProfile,
+        subscription: SubscriptionRecord,
+        period: BillingPeriod,
+        segments: list[SubscriptionSegment],
+        meters: dict[str, Meter],
+    ) -> list[InvoiceLine]:
+        """Corrections of earlier periods that late events (still within the event window) changed."""
+        cycle = customer.billing.cycle
+        open_since = period.start_utc - self._settings.event_max_age - self._settings.grace
+        earlier = [
+            p for p in cycle.periods_between(open_since, period.start_utc) if p.end_utc <= period.start_utc
+        ]
+        finalized = [
+            (p, stored)
+            for p in earlier
+            if (
+                stored := self._invoices.get(
+                    tenant_id, make_invoice_id(tenant_id, subscription.id, p.start_utc)
+                )
+            )
+        ]
+        currency = customer.billing.currency
+        lines: list[InvoiceLine] = []
+        for index, (old_period, stored) in enumerate(finalized):
+            billed = [
+                InvoiceLine.from_json(line, currency)
+                for line in stored.data["lines"]
+                if line["type"] != "tax" and line["type"] != "adjustment"
+            ]
+            # Corrections already issued for it, on the invoices of the periods after it.
+            for _, later in finalized[index + 1 :]:
+                billed += [
+                    InvoiceLine.from_json(line, currency)
+                    for line in later.data["lines"]
+                    if line["type"] == "adjustment" and line.get("adjusted_invoice_id") == stored.id
+                ]
+            events = self._events.events_in(tenant_id, customer.id, old_period.start_utc, old_period.end_utc)
+            re_rated = build_invoice(
+                tenant_id, customer.billing, subscription.id, old_period, segments, meters, events
+            )
+            found = adjustment_for(billed, re_rated)
+            if found:
+                metrics.add_metric(name="LateEventAdjustments", unit=MetricUnit.Count, value=len(found))
+            lines += found
+        return lines
+
+    # -- tax ------------------------------------------------------------------------------------------
+
+    def tax(self, run: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+        due = DuePeriod.from_json(item["due"])
+        customer, _ = self._load(due.tenant_id, due)
+        invoice = item["invoice"]
+        currency = Currency.of(invoice["currency"])
+        history = [
+            LocationChange(change.effective_at or datetime(1970, 1, 1, tzinfo=UTC), _tax_location(change.tax))
+            for change in customer.tax_history
+        ]
+        taxed_lines: list[dict[str, Any]] = []
+        decisions: list[dict[str, Any]] = []
+        if history and invoice["lines"]:
+            current = customer.tax_history[-1].tax
+            windows = [
+                LineWindow(
+                    ref=f"L{index + 1}",
+                    amount_minor=int(line["amount_minor"]),
+                    start=parse_timestamp(line["period"]["start"]),
+                    end=parse_timestamp(line["period"]["end"]),
+                    tax_code=line.get("tax_code"),
+                )
+                for index, line in enumerate(invoice["lines"])
+                if int(line["amount_minor"]) != 0
+            ]
+            parts = split_by_location(windows, history)
+            request = TaxRequest(
+                seller=self._settings.seller,
+                customer=TaxCustomer(
+                    location=_tax_location(current), tax_id=current.tax_id, exempt=current.exempt
+                ),
+                currency=currency,
+                tax_date=parse_timestamp(due.period_end).date(),
+                lines=tuple(part.taxable_line() for part in parts),
+                document_id=str(invoice["id"]),
+            )
+            quote = self._tax.quote(request)
+            taxed_lines = [line.to_json(currency) for line in quote.lines]
+            decisions = [dict(decision) for decision in quote.decisions]
+        return {
+            "run": run,
+            "item": {
+                **_carry(item),
+                "invoice": invoice,
+                "tax_lines": taxed_lines,
+                "tax_decisions": decisions,
+            },
+        }
+
+    # -- finalize -------------------------------------------------------------------------------------
+
+    def finalize(self, run: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+        due = DuePeriod.from_json(item["due"])
+        tenant_id = due.tenant_id
+        customer, subscription = self._load(tenant_id, due)
+        draft = item["invoice"]
+        currency = Currency.of(draft["currency"])
+        subtotal = int(draft["subtotal_minor"])
+        tax = sum(int(line["amount_minor"]) for line in item.get("tax_lines", []))
+        total = subtotal + tax
+        finalized_at = self._clock()
+        invoice = {
+            "id": draft["id"],
+            "customer_id": draft["customer_id"],
+            "subscription_id": draft["subscription_id"],
+            "period": draft["period"],
+            "currency": currency.code,
+            "status": "finalized" if total > 0 else "paid",
+            "lines": [*draft["lines"], *item.get("tax_lines", [])],
+            "subtotal": format_major(subtotal, currency),
+            "tax": format_major(tax, currency),
+            "total": format_major(total, currency),
+            "amount_paid": format_major(0, currency),
+            "amount_due": format_major(max(total, 0), currency),
+            "finalized_at": format_timestamp(finalized_at),
+            "run_id": run.get("id"),
+        }
+        audit = {
+            "invoice_id": draft["id"],
+            "rating": {"lines": draft["lines"], "subtotal_minor": subtotal},
+            "tax": {"lines": item.get("tax_lines", []), "decisions": item.get("tax_decisions", [])},
+            "recorded_at": format_timestamp(finalized_at),
+        }
+        booking = InvoiceToBook(
+            invoice_id=str(draft["id"]),
+            customer_id=customer.id,
+            currency=currency,
+            subtotal_minor=subtotal,
+            tax_minor=tax,
+            total_minor=total,
+        )
+        period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
+        next_due = self._next_due(due, customer, subscription, period)
+        status = "finalized"
+        try:
+            self._invoices.finalize(
+                tenant_id,
+                invoice,
+                audit,
+                lambda _head: entries_for_invoice(booking, finalized_at),
+                due,
+                next_due,
+            )
+            metrics.add_metric(name="InvoicesFinalized", unit=MetricUnit.Count, value=1)
+            logger.info("invoice finalized", extra={"invoice_id": draft["id"], "tenant_id": tenant_id})
+        except InvoiceAlreadyFinalized:
+            status = "already_finalized"
+            if next_due is not None:
+                self._due.schedule(next_due)  # a crash between finalize and here cannot lose the next period
+        invoices = [*item.get("invoices", []), draft["id"]]
+        more = next_due is not None and next_due.period_end <= run["cutoff"]
+        # More periods of this subscription due in this run: the state machine loops back to rating.
+        return {
+            "run": run,
+            "status": status,
+            "invoice_id": draft["id"],
+            "invoices": invoices,
+            "item": {"due": next_due.to_json(), "invoices": invoices} if more and next_due else None,
+        }
+
+    def _next_due(
+        self,
+        due: DuePeriod,
+        customer: CustomerProfile,
+        subscription: SubscriptionRecord,
+        period: BillingPeriod,
+    ) -> DuePeriod | None:
+        if subscription.end is not None and subscription.end <= period.end_utc:
+            return None  # cancelled within this period: nothing more to close
+        following = customer.billing.cycle.next_period(period)
+        return DuePeriod(
+            due.tenant_id,
+            due.subscription_id,
+            due.customer_id,
+            format_timestamp(following.start_utc),
+            format_timestamp(following.end_utc),
+        )
+
+    # -- summarize ------------------------------------------------------------------------------------
+
+    def summarize(self, run: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+        invoices: list[str] = []
+        errors: list[dict[str, Any]] = []
+        for result in results:
+            invoices += result.get("invoices", [])
+            if result.get("status") == "failed":
+                due = (result.get("item") or {}).get("due") or {}
+                errors.append(
+                    {
+                        "subscription_id": due.get("subscription_id"),
+                        "customer_id": due.get("customer_id"),
+                        "period_start": due.get("period_start"),
+                        "error": result.get("error"),
+                        "message": _short_cause(result.get("cause")),
+                    }
+                )
+        record = self._due.get_run(run.get("tenant_id"), run["id"])
+        finished = BillingRun(
+            id=run["id"],
+            tenant_id=run.get("tenant_id"),
+            status="failed" if errors else "succeeded",
+            as_of=run["as_of"],
+            customer_id=record.customer_id if record else None,
+            created_at=record.created_at if record else run["as_of"],
+            invoices=sorted(set(invoices)),
+            errors=errors,
+            finished_at=format_timestamp(self._clock()),
+        )
+        self._due.finish_run(finished)
+        logger.info(
+            "billing run finished",
+            extra={"run_id": run["id"], "invoices": len(finished.invoices), "errors": len(errors)},
+        )
+        return finished.to_json()
+
+    def run_failed(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Listing failed for good: the run is recorded as failed with the reason."""
+        source = payload.get("input") or {}
+        run_id = source.get("run_id") or scheduled_run_id(
+            parse_timestamp(source["as_of"], "as_of") if source.get("as_of") else self._clock()
+        )
+        tenant_id = source.get("tenant_id")
+        record = self._due.get_run(tenant_id, run_id)
+        error = payload.get("input", {}).get("error") or payload.get("error") or {}
+        failed = BillingRun(
+            id=run_id,
+            tenant_id=tenant_id,
+            status="failed",
+            as_of=record.as_of if record else str(source.get("as_of")),
+            customer_id=record.customer_id if record else source.get("customer_id"),
+            created_at=record.created_at if record else format_timestamp(self._clock()),
+            errors=[{"error": error.get("Error"), "message": _short_cause(error.get("Cause"))}],
+            finished_at=format_timestamp(self._clock()),
+        )
+        self._due.finish_run(failed)
+        return failed.to_json()
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _load(self, tenant_id: str, due: DuePeriod) -> tuple[CustomerProfile, SubscriptionRecord]:
+        customer = self._catalog.get_customer(tenant_id, due.customer_id)
+        subscription = self._catalog.get_subscription(tenant_id, due.subscription_id)
+        if customer is None or subscription is None:
+            raise NotFound(f"subscription {due.subscription_id} or its customer no longer exists")
+        return customer, subscription
+
+
+# ---- starting runs (the API side) ---------------------------------------------------------------------
+
+
+class BillingRuns:
+    """POST/GET /v1/billing-runs: start the state machine for a tenant, read the run's record."""
+
+    def __init__(self, runs: DueIndex, starter: WorkflowStarter, clock: Callable[[], datetime]) -> None:
+        self._runs = runs
+        self._starter = starter
+        self._clock = clock
+
+    def start(self, tenant_id: str, as_of: datetime | None, customer_id: str | None) -> BillingRun:
+        moment = as_of or self._clock()
+        if moment > self._clock() + timedelta(minutes=5):
+            raise InvalidRequest("as_of may not be in the future: periods that have not ended cannot close")
+        run = BillingRun(
+            id=f"run_{uuid.uuid4().hex}",
+            tenant_id=tenant_id,
+            status="running",
+            as_of=format_timestamp(moment),
+            customer_id=customer_id,
+            created_at=format_timestamp(self._clock()),
+        )
+        # The record first, so that GET finds the run as soon as POST has answered.
+        self._runs.create_run(run)
+        self._starter.start(
+            run.id,
+            {"run_id": run.id, "tenant_id": tenant_id, "as_of": run.as_of, "customer_id": customer_id},
+        )
+        return run
+
+    def get(self, tenant_id: str, run_id: str) -> BillingRun:
+        run = self._runs.get_run(tenant_id, run_id)
+        if run is None:
+            raise NotFound(f"billing run {run_id!r} not found")
+        return run
+
+
+def scheduled_run_id(as_of: datetime) -> str:
+    """Scheduled runs are named by their instant: a retried schedule start is the same run."""
+    return "run_sched_" + as_of.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def invoice_from_dict(data: dict[str, Any], tenant_id: str) -> Invoice:
+    currency = Currency.of(data["currency"])
+    return Invoice(
+        id=data["id"],
+        tenant_id=tenant_id,
+        customer_id=data["customer_id"],
+        subscription_id=data["subscription_id"],
+        period=BillingPeriod(
+            parse_timestamp(data["period"]["start"]), parse_timestamp(data["period"]["end"])
+        ),
+        currency=currency,
+        lines=tuple(InvoiceLine.from_json(line, currency) for line in data["lines"] if line["type"] != "tax"),
+    )
+
+
+def _tax_location(location: Any) -> TaxLocation:
+    return TaxLocation(location.country, location.region, location.postal_code)
+
+
+def _carry(item: dict[str, Any]) -> dict[str, Any]:
+    """What every step passes on: the period being closed and the invoices this item finalized so far."""
+    return {"due": item["due"], "invoices": item.get("invoices", [])}
+
+
+def _short_cause(cause: Any) -> str | None:
+    if cause is None:
+        return None
+    text = str(cause)
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+__all__ = [
+    "BillingRuns",
+    "CloseSettings",
+    "CycleCloseService",
+    "LineType",
+    "UsageEvent",
+    "invoice_from_dict",
+    "scheduled_run_id",
+]
