@@ -33,6 +33,7 @@ from billing.domain.errors import (
     TransientFailure,
     Unauthenticated,
 )
+from billing.domain.ledger.chain import balances, balances_to_json, verify_chain
 from billing.domain.rating.errors import RatingFailed
 from billing.domain.tenants import Principal, Scope
 from billing.domain.usage_events import parse_timestamp
@@ -439,6 +440,91 @@ def post_cancel(subscription_id: str) -> Response[str]:
         return HTTPStatus.OK, record.to_api()
 
     return idempotently(principal, operation)
+
+
+# ---- billing runs, invoices, ledger --------------------------------------------------------------
+
+
+@app.post("/v1/billing-runs", summary="Close every period that ended (plus grace) before as_of (202)")
+@tracer.capture_method
+def post_billing_run() -> Response[str]:
+    principal = require(Scope.ADMIN)
+    body = raw_body()
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        data = read_catalog_request(body, allow_empty=True)
+        unknown = sorted(set(data) - {"as_of", "customer_id"})
+        if unknown:
+            raise InvalidRequest(
+                f"unknown field(s): {', '.join(unknown)}; a billing run takes as_of, customer_id"
+            )
+        as_of = data.get("as_of")
+        if as_of is not None and not isinstance(as_of, str):
+            raise InvalidRequest("as_of must be an RFC 3339 date-time string")
+        customer_id = data.get("customer_id")
+        if customer_id is not None:
+            if not isinstance(customer_id, str):
+                raise InvalidRequest("customer_id must be a string")
+            get_services().catalog.get_customer(principal.tenant_id, customer_id)  # 404 if unknown
+        moment = query_instant(as_of, "as_of") if as_of else None
+        run = get_services().billing_runs.start(principal.tenant_id, moment, customer_id)
+        return HTTPStatus.ACCEPTED, {"id": run.id, "status": run.status, "as_of": run.as_of}
+
+    return idempotently(principal, operation)
+
+
+@app.get("/v1/billing-runs/<run_id>", summary="A billing run: running, succeeded or failed")
+@tracer.capture_method
+def get_billing_run(run_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    return json_response(
+        HTTPStatus.OK, get_services().billing_runs.get(principal.tenant_id, run_id).to_json()
+    )
+
+
+@app.get("/v1/invoices", summary="A customer's invoices (?customer_id=), a page at a time")
+@tracer.capture_method
+def list_invoices() -> Response[str]:
+    principal = require(Scope.ADMIN)
+    customer_id = query("customer_id")
+    if not customer_id:
+        raise MalformedRequest("the customer_id query parameter is required", code="missing_parameter")
+    page = get_services().invoice_store.list_for_customer(
+        principal.tenant_id, customer_id, page_size(query("limit")), query("cursor")
+    )
+    return page_response(page, lambda invoice: invoice.data)
+
+
+@app.get("/v1/invoices/<invoice_id>", summary="One invoice with its lines, tax and amounts")
+@tracer.capture_method
+def get_invoice(invoice_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    stored = get_services().invoice_store.get(principal.tenant_id, invoice_id)
+    if stored is None:
+        raise NotFound(f"invoice {invoice_id!r} not found")
+    return json_response(HTTPStatus.OK, stored.data)
+
+
+@app.get("/v1/customers/<customer_id>/ledger", summary="The customer's journal entries and balances")
+@tracer.capture_method
+def get_ledger(customer_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    services = get_services()
+    profile = services.catalog.get_customer(principal.tenant_id, customer_id)
+    entries = services.ledger_store.entries(principal.tenant_id, customer_id)
+    head = services.ledger_store.head(principal.tenant_id, customer_id)
+    currency = profile.billing.currency
+    return json_response(
+        HTTPStatus.OK,
+        {
+            "customer_id": customer_id,
+            "currency": currency.code,
+            "entries": [entry.to_json() for entry in entries],
+            "balances": balances_to_json(balances(entries, currency)),
+            # Anyone can re-check: every entry's hash covers its content and the previous entry's hash.
+            "chain": verify_chain(entries, head_hash=head.hash if head.sequence else None).to_json(),
+        },
+    )
 
 
 @app.get("/v1/openapi.json", summary="This API's OpenAPI document")

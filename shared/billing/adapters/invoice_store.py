@@ -1,9 +1,10 @@
 """Finalized invoices in the billing table, written in one transaction with their journal entries.
 
 Items: the invoice at `pk=TENANT#<t>#INVOICE#<id>`, `sk=INVOICE` (listed per customer through gsi1:
-`gsi1pk=TENANT#<t>#CUSTOMER#<c>#INVOICES`, `gsi1sk=<period start>`), and an immutable audit record of
-the rating and tax decisions at `sk=AUDIT`. `finalize` writes the invoice, the audit record, the ledger
-entries and head, and moves the due index to the next period in one `TransactWriteItems`: all or nothing.
+`gsi1pk=TENANT#<t>#CUSTOMER#<c>#INVOICES`, `gsi1sk=INVOICE#<period start>#<id>`), and an immutable
+audit record of the rating and tax decisions at `sk=AUDIT`. `finalize` writes the invoice, the audit
+record, the ledger entries and head, and moves the due index to the next period in one
+`TransactWriteItems`: all or nothing.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class DynamoInvoiceStore:
             self._table,
             index="gsi1",
             partition=invoices_index(tenant_id, customer_id),
-            prefix="",
+            prefix="INVOICE#",
             limit=limit,
             cursor=cursor,
             convert=lambda item: StoredInvoice(tenant_id, canonical_json.loads(item["data"]["S"])),
@@ -152,6 +153,6 @@ class DynamoInvoiceStore:
             "subscription_id": {"S": str(invoice["subscription_id"])},
             "status": {"S": str(invoice["status"])},
             "gsi1pk": {"S": invoices_index(tenant_id, str(invoice["customer_id"]))},
-            "gsi1sk": {"S": f"{invoice['period']['start']}#{invoice['id']}"},
+            "gsi1sk": {"S": f"INVOICE#{invoice['period']['start']}#{invoice['id']}"},
             "data": {"S": canonical_json.dumps(invoice)},
         }
