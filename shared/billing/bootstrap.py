@@ -20,19 +20,23 @@ from billing.adapters.event_store import DynamoEventStore
 from billing.adapters.invoice_store import DynamoInvoiceStore
 from billing.adapters.ledger_store import DynamoLedgerStore
 from billing.adapters.queues import SqsDeadLetters, SqsIngestQueue
+from billing.adapters.tax_provider import HttpTaxProvider, TaxProviderConfig
+from billing.adapters.tax_state import DynamoBreakerStore, DynamoLastKnownGoodStore
 from billing.adapters.tenant_store import DynamoTenantStore
 from billing.adapters.usage_reader import DynamoEventsReader
 from billing.adapters.workflows import StepFunctionsStarter
 from billing.domain.tax.model import SellerConfig
+from billing.domain.tax.resilience import CircuitBreaker
 from billing.domain.tax.rules_engine import RulesEngine
 from billing.domain.usage_events import EventLimits
 from billing.services.catalog import CatalogService
 from billing.services.cycle_close import BillingRuns, CloseSettings, CycleCloseService, TaxQuoter
 from billing.services.idempotent_requests import IdempotentRequests
 from billing.services.ingest import CachedTenantPolicies, IngestConsumer, IngestService
+from billing.services.taxation import TaxationService
 from billing.services.tenants import TenantService
 from billing.services.usage import UsageService
-from billing.settings import Settings, get_settings
+from billing.settings import Settings, SettingsError, get_settings
 
 # Standard retry mode: throttles are retried with backoff inside the SDK before we ever see them.
 _BOTO_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=64)
@@ -121,7 +125,31 @@ class Services:
 
     @cached_property
     def tax_engine(self) -> TaxQuoter:
-        return RulesEngine()
+        """The built-in rules engine, or the external provider behind a shared circuit breaker."""
+        settings = self.settings
+        provider = None
+        if settings.tax_provider:
+            if not settings.tax_provider_url or settings.tax_provider_api_key is None:
+                raise SettingsError("TAX_PROVIDER needs TAX_PROVIDER_URL and TAX_PROVIDER_API_KEY")
+            provider = HttpTaxProvider(
+                TaxProviderConfig(
+                    name=settings.tax_provider,
+                    base_url=settings.tax_provider_url,
+                    api_key=settings.tax_provider_api_key.get_secret_value(),
+                    timeout_seconds=settings.tax_provider_timeout_seconds,
+                )
+            )
+        return TaxationService(
+            provider,
+            RulesEngine(),
+            DynamoBreakerStore(settings.billing_table, self.dynamodb),
+            DynamoLastKnownGoodStore(settings.billing_table, self.dynamodb),
+            clock=utc_now,
+            breaker=CircuitBreaker(
+                failure_threshold=settings.tax_breaker_failure_threshold,
+                cool_down_ns=settings.tax_breaker_cool_down_seconds * 1_000_000_000,
+            ),
+        )
 
     @cached_property
     def cycle_close(self) -> CycleCloseService:

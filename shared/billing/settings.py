@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from billing import resources
 
@@ -40,6 +40,13 @@ class Settings(BaseModel):
     # (comma-separated jurisdiction codes such as "US-NY,DE,EU-OSS,GB"; none: no tax is collected).
     seller_country: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     seller_tax_registrations: str = ""
+    # An external tax provider (Avalara/TaxJar-style HTTP API); unset: the built-in rules engine only.
+    tax_provider: str | None = None
+    tax_provider_url: str | None = None
+    tax_provider_api_key: SecretStr | None = None
+    tax_provider_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    tax_breaker_failure_threshold: int = Field(default=5, ge=1)
+    tax_breaker_cool_down_seconds: int = Field(default=30, ge=1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +68,12 @@ class Settings(BaseModel):
             "billing_grace_seconds": "BILLING_GRACE_SECONDS",
             "seller_country": "BILLING_SELLER_COUNTRY",
             "seller_tax_registrations": "BILLING_SELLER_TAX_REGISTRATIONS",
+            "tax_provider": "TAX_PROVIDER",
+            "tax_provider_url": "TAX_PROVIDER_URL",
+            "tax_provider_api_key": "TAX_PROVIDER_API_KEY",
+            "tax_provider_timeout_seconds": "TAX_PROVIDER_TIMEOUT_SECONDS",
+            "tax_breaker_failure_threshold": "TAX_BREAKER_FAILURE_THRESHOLD",
+            "tax_breaker_cool_down_seconds": "TAX_BREAKER_COOL_DOWN_SECONDS",
         }
         values = {field: env[var] for field, var in names.items() if env.get(var)}
         try:

@@ -85,6 +85,9 @@ class WorkflowStarter(Protocol):
     def start(self, run_id: str, payload: dict[str, Any]) -> None: ...
 
 
+_BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)  # a tax location recorded "from the beginning"
+
+
 # ---- the service -------------------------------------------------------------------------------------
 
 
@@ -174,20 +177,7 @@ class CycleCloseService:
         meters: dict[str, Meter],
     ) -> list[InvoiceLine]:
         """Corrections of earlier periods that late events (still within the event window) changed."""
-        cycle = customer.billing.cycle
-        open_since = period.start_utc - self._settings.event_max_age - self._settings.grace
-        earlier = [
-            p for p in cycle.periods_between(open_since, period.start_utc) if p.end_utc <= period.start_utc
-        ]
-        finalized = [
-            (p, stored)
-            for p in earlier
-            if (
-                stored := self._invoices.get(
-                    tenant_id, make_invoice_id(tenant_id, subscription.id, p.start_utc)
-                )
-            )
-        ]
+        finalized = self._earlier_finalized(tenant_id, customer, subscription, period)
         currency = customer.billing.currency
         lines: list[InvoiceLine] = []
         for index, (old_period, stored) in enumerate(finalized):
@@ -213,55 +203,117 @@ class CycleCloseService:
             lines += found
         return lines
 
+    def _earlier_finalized(
+        self,
+        tenant_id: str,
+        customer: CustomerProfile,
+        subscription: SubscriptionRecord,
+        period: BillingPeriod,
+    ) -> list[tuple[BillingPeriod, StoredInvoice]]:
+        """The finalized invoices of the periods before `period` that may still change (event window)."""
+        open_since = period.start_utc - self._settings.event_max_age - self._settings.grace
+        earlier = customer.billing.cycle.periods_between(open_since, period.start_utc)
+        found = []
+        for old in earlier:
+            if old.end_utc > period.start_utc:
+                continue
+            stored = self._invoices.get(tenant_id, make_invoice_id(tenant_id, subscription.id, old.start_utc))
+            if stored is not None:
+                found.append((old, stored))
+        return found
+
     # -- tax ------------------------------------------------------------------------------------------
 
     def tax(self, run: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+        """Tax each line by the location in effect over its window; correct earlier invoices' tax.
+
+        Earlier invoices still open to change are re-taxed with today's knowledge (a tax location
+        changed with an effective time in their period, an estimated tax now quoted for real): the
+        difference to what was billed for them is a tax correction line on this invoice.
+        """
         due = DuePeriod.from_json(item["due"])
-        customer, _ = self._load(due.tenant_id, due)
+        customer, subscription = self._load(due.tenant_id, due)
         invoice = item["invoice"]
         currency = Currency.of(invoice["currency"])
-        history = [
-            LocationChange(change.effective_at or datetime(1970, 1, 1, tzinfo=UTC), _tax_location(change.tax))
-            for change in customer.tax_history
-        ]
-        taxed_lines: list[dict[str, Any]] = []
-        decisions: list[dict[str, Any]] = []
-        if history and invoice["lines"]:
-            current = customer.tax_history[-1].tax
-            windows = [
-                LineWindow(
-                    ref=f"L{index + 1}",
-                    amount_minor=int(line["amount_minor"]),
-                    start=parse_timestamp(line["period"]["start"]),
-                    end=parse_timestamp(line["period"]["end"]),
-                    tax_code=line.get("tax_code"),
-                )
-                for index, line in enumerate(invoice["lines"])
-                if int(line["amount_minor"]) != 0
-            ]
-            parts = split_by_location(windows, history)
-            request = TaxRequest(
-                seller=self._settings.seller,
-                customer=TaxCustomer(
-                    location=_tax_location(current), tax_id=current.tax_id, exempt=current.exempt
-                ),
-                currency=currency,
-                tax_date=parse_timestamp(due.period_end).date(),
-                lines=tuple(part.taxable_line() for part in parts),
-                document_id=str(invoice["id"]),
+        quote = self._quote(customer, invoice["lines"], str(invoice["id"]), due.period_end, currency)
+        tax_lines = [] if quote is None else [line.to_json(currency) for line in quote.lines]
+        decisions = [] if quote is None else [dict(decision) for decision in quote.decisions]
+        period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
+        finalized = self._earlier_finalized(due.tenant_id, customer, subscription, period)
+        for index, (old_period, old) in enumerate(finalized):
+            old_lines = [line for line in old.data["lines"] if line["type"] != "tax"]
+            requote = self._quote(customer, old_lines, old.id, format_timestamp(old_period.end_utc), currency)
+            if requote is None or any(line.estimated for line in requote.lines):
+                continue  # an estimate cannot settle an estimate: try again at the next close
+            billed = sum(int(line["amount_minor"]) for line in old.data["lines"] if line["type"] == "tax")
+            billed += sum(
+                int(line["amount_minor"])
+                for _, later in finalized[index + 1 :]
+                for line in later.data["lines"]
+                if line["type"] == "tax" and line.get("corrects_invoice_id") == old.id
             )
-            quote = self._tax.quote(request)
-            taxed_lines = [line.to_json(currency) for line in quote.lines]
-            decisions = [dict(decision) for decision in quote.decisions]
+            difference = requote.tax_minor - billed
+            if difference:
+                was_estimated = any(line.get("tax_estimated") for line in old.data["lines"])
+                why = "estimated tax reconciled" if was_estimated else "tax location or rates changed"
+                tax_lines.append(
+                    {
+                        "type": "tax",
+                        "corrects_invoice_id": old.id,
+                        "amount": format_major(difference, currency),
+                        "amount_minor": difference,
+                        "description": f"Tax correction for invoice {old.id} ({why})",
+                        "tax_estimated": False,
+                        "period": old.data["period"],
+                    }
+                )
+                decisions += [dict(decision) for decision in requote.decisions]
+                metrics.add_metric(name="TaxCorrections", unit=MetricUnit.Count, value=1)
         return {
             "run": run,
-            "item": {
-                **_carry(item),
-                "invoice": invoice,
-                "tax_lines": taxed_lines,
-                "tax_decisions": decisions,
-            },
+            "item": {**_carry(item), "invoice": invoice, "tax_lines": tax_lines, "tax_decisions": decisions},
         }
+
+    def _quote(
+        self,
+        customer: CustomerProfile,
+        lines: list[dict[str, Any]],
+        document_id: str,
+        period_end: str,
+        currency: Currency,
+    ) -> TaxQuote | None:
+        """The tax of some invoice lines, each part taxed where the customer was over its window."""
+        if not customer.tax_history:
+            return None  # no tax location known: nothing can be taxed (documented)
+        history = [
+            LocationChange(change.effective_at or _BEGINNING, _tax_location(change.tax))
+            for change in customer.tax_history
+        ]
+        windows = [
+            LineWindow(
+                ref=f"L{index + 1}",
+                amount_minor=int(line["amount_minor"]),
+                start=parse_timestamp(line["period"]["start"]),
+                end=parse_timestamp(line["period"]["end"]),
+                tax_code=line.get("tax_code"),
+            )
+            for index, line in enumerate(lines)
+            if int(line["amount_minor"]) != 0
+        ]
+        if not windows:
+            return None
+        current = customer.tax_history[-1].tax
+        request = TaxRequest(
+            seller=self._settings.seller,
+            customer=TaxCustomer(
+                location=_tax_location(current), tax_id=current.tax_id, exempt=current.exempt
+            ),
+            currency=currency,
+            tax_date=parse_timestamp(period_end).date(),
+            lines=tuple(part.taxable_line() for part in split_by_location(windows, history)),
+            document_id=document_id,
+        )
+        return self._tax.quote(request)
 
     # -- finalize -------------------------------------------------------------------------------------
 
