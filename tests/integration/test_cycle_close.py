@@ -237,3 +237,30 @@ def test_one_customer_failing_does_not_stop_the_others() -> None:
     assert [error["customer_id"] for error in summary["errors"]] == ["cus_1"]
     assert len(summary["invoices"]) == 1
     assert invoice(summary["invoices"][0])["customer_id"] == "cus_2"
+
+
+def test_a_crash_while_building_the_ledger_entries_writes_nothing_and_the_retry_writes_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_up_customer()
+    send([("e1", "2026-10-25T10:00:00Z", 1500)])
+    service = get_services().cycle_close
+    listed = service.list_due({"as_of": "2026-11-25T00:00:00Z"})
+    state = service.tax(listed["run"], service.rate(listed["run"], listed["items"][0])["item"])
+    import billing.services.cycle_close as cycle_close_module
+
+    real = cycle_close_module.entries_for_invoice
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the function died after the invoice was built, before anything was written")
+
+    monkeypatch.setattr(cycle_close_module, "entries_for_invoice", crash)
+    with pytest.raises(RuntimeError):
+        service.finalize(state["run"], state["item"])
+    assert ledger() == []
+    assert get_services().invoice_store.get("acme", state["item"]["invoice"]["id"]) is None
+
+    monkeypatch.setattr(cycle_close_module, "entries_for_invoice", real)
+    assert service.finalize(state["run"], state["item"])["status"] == "finalized"
+    assert len(ledger()) == 3
+    assert verify_chain(ledger()).ok
