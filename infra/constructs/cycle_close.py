@@ -60,6 +60,13 @@ def grace_seconds_from_context(node: Node) -> int:
     return seconds
 
 
+def seller_environment_from_context(node: Node) -> dict[str, str]:
+    """`-c seller_country=US -c seller_tax_registrations=US-NY,EU-OSS`: who sells, where it collects tax."""
+    country = str(node.try_get_context("seller_country") or "US")
+    registrations = str(node.try_get_context("seller_tax_registrations") or "")
+    return {"BILLING_SELLER_COUNTRY": country, "BILLING_SELLER_TAX_REGISTRATIONS": registrations}
+
+
 class CycleCloseConstruct(Construct):
     def __init__(
         self,
@@ -135,6 +142,7 @@ class CycleCloseConstruct(Construct):
                 **data.environment,
                 **ingest.environment,
                 GRACE_ENV_VAR: str(grace_seconds),
+                **seller_environment_from_context(self.node),
             },
             timeout=cdk.Duration.seconds(resources.CYCLE_CLOSE_TIMEOUT_SECONDS),
         )
