@@ -31,9 +31,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
-from billing.domain.rating.money import decimal_text
 from billing.domain.tax.errors import TaxError, TaxProviderFailed
-from billing.domain.tax.model import TaxableLine, TaxLine, TaxLocation, TaxQuote, TaxReason, TaxRequest
+from billing.domain.tax.model import (
+    TaxableLine,
+    TaxLine,
+    TaxQuote,
+    TaxReason,
+    TaxRequest,
+    decision_record,
+)
 
 QUOTES_PATH = "/v1/quotes"
 DEFAULT_TIMEOUT_SECONDS = 2.0
@@ -332,34 +338,16 @@ def _minor(value: Any, source: TaxableLine) -> int:
 def _audit(
     provider: str, quote_id: str | None, request: TaxRequest, line: TaxableLine, tax: TaxLine
 ) -> dict[str, Any]:
-    location: TaxLocation = request.location_of(line)
     return {
-        "engine": provider,
+        **decision_record(provider, request, line, tax),
         "provider_quote_id": quote_id,
-        "document_id": request.document_id,
-        "line_ref": line.ref,
-        "amount_minor": line.amount_minor,
-        "currency": request.currency.code,
-        "tax_code": request.tax_code_of(line),
-        "tax_date": request.tax_date.isoformat(),
-        # Country and region only, and whether a tax id was sent, never the id itself (as the rules engine).
-        "location": {"country": location.country, "region": location.region},
         "customer": {
             "exempt": request.customer.exempt,
             "business": request.customer.is_business,
             "tax_id_sent": bool(request.customer.tax_id),
         },
         "seller": {"country": request.seller.country, "registrations": sorted(request.seller.registrations)},
-        "jurisdiction": tax.jurisdiction,
-        "tax_type": tax.tax_type,
-        "rate": decimal_text(tax.rate),
-        "taxable_fraction": decimal_text(tax.taxable_fraction),
-        "taxable_amount_minor": tax.taxable_amount_minor,
-        "tax_minor": tax.tax_minor,
-        "reason": tax.reason.value,
-        "estimated": False,
         "note": tax.note,
-        "rule_id": tax.rule_id,
     }
 
 

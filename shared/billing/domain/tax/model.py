@@ -241,3 +241,30 @@ class TaxEngine(Protocol):
 def taxable_lines(lines: Iterable[tuple[str, int, str | None]]) -> tuple[TaxableLine, ...]:
     """(ref, amount_minor, tax_code) triples to `TaxableLine`s (a convenience for callers and tests)."""
     return tuple(TaxableLine(ref, amount, code) for ref, amount, code in lines)
+
+
+def decision_record(engine: str, request: TaxRequest, line: TaxableLine, tax: TaxLine) -> dict[str, Any]:
+    """What every engine's audit record of one line's decision holds; each engine adds its own fields.
+
+    Country and region only (a postal code is more than the audit needs), never a tax id.
+    """
+    location = request.location_of(line)
+    return {
+        "engine": engine,
+        "document_id": request.document_id,
+        "line_ref": line.ref,
+        "amount_minor": line.amount_minor,
+        "currency": request.currency.code,
+        "tax_code": request.tax_code_of(line),
+        "tax_date": request.tax_date.isoformat(),
+        "location": {"country": location.country, "region": location.region},
+        "jurisdiction": tax.jurisdiction,
+        "tax_type": tax.tax_type,
+        "rate": decimal_text(tax.rate),
+        "taxable_fraction": decimal_text(tax.taxable_fraction),
+        "taxable_amount_minor": tax.taxable_amount_minor,
+        "tax_minor": tax.tax_minor,
+        "reason": tax.reason.value,
+        "estimated": tax.estimated,
+        "rule_id": tax.rule_id,
+    }

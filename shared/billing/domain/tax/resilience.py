@@ -42,6 +42,7 @@ from billing.domain.tax.model import (
     TaxQuote,
     TaxReason,
     TaxRequest,
+    decision_record,
 )
 from billing.domain.tax.rules_engine import tax_amounts
 
@@ -308,24 +309,8 @@ def _keys(location: TaxLocation, tax_code: str, business: bool) -> list[RateKey]
 def _audit(
     request: TaxRequest, line: TaxableLine, tax: TaxLine, cause: str, rate: KnownRate | None
 ) -> dict[str, Any]:
-    location = request.location_of(line)
     return {
-        "engine": FALLBACK_ENGINE,
+        **decision_record(FALLBACK_ENGINE, request, line, tax),
         "fallback_cause": cause,
-        "document_id": request.document_id,
-        "line_ref": line.ref,
-        "amount_minor": line.amount_minor,
-        "currency": request.currency.code,
-        "tax_code": request.tax_code_of(line),
-        "tax_date": request.tax_date.isoformat(),
-        "location": {"country": location.country, "region": location.region},
-        "jurisdiction": tax.jurisdiction,
-        "rate": decimal_text(tax.rate),
-        "taxable_fraction": decimal_text(tax.taxable_fraction),
-        "taxable_amount_minor": tax.taxable_amount_minor,
-        "tax_minor": tax.tax_minor,
-        "reason": tax.reason.value,
-        "estimated": tax.estimated,
-        "rule_id": tax.rule_id,
         "learned_on": rate.learned_on.isoformat() if rate else None,
     }

@@ -38,6 +38,7 @@ from billing.domain.tax.model import (
     TaxQuote,
     TaxReason,
     TaxRequest,
+    decision_record,
 )
 from billing.domain.tax.tables import Regime, Taxability, TaxRule, TaxTables, builtin_tables
 from billing.domain.tax.tax_ids import TaxIdCheck, check_tax_id
@@ -179,19 +180,10 @@ class RulesEngine:
     def _audit(
         self, request: TaxRequest, line: TaxableLine, id_check: TaxIdCheck, result: _Result
     ) -> dict[str, Any]:
-        location = request.location_of(line)
         tax = result.line
         record: dict[str, Any] = {
-            "engine": ENGINE_NAME,
+            **decision_record(ENGINE_NAME, request, line, tax),
             "tables_digest": self.tables.digest,
-            "document_id": request.document_id,
-            "line_ref": line.ref,
-            "amount_minor": line.amount_minor,
-            "currency": request.currency.code,
-            "tax_code": request.tax_code_of(line),
-            "tax_date": request.tax_date.isoformat(),
-            # Country and region only: a postal code is more than the audit needs to explain the rule.
-            "location": {"country": location.country, "region": location.region},
             "customer": {
                 "exempt": request.customer.exempt,
                 "business": request.customer.is_business,
@@ -201,16 +193,7 @@ class RulesEngine:
                 "country": request.seller.country,
                 "registrations": sorted(request.seller.registrations),
             },
-            "jurisdiction": tax.jurisdiction,
-            "tax_type": tax.tax_type,
-            "rate": decimal_text(tax.rate),
-            "taxable_fraction": decimal_text(tax.taxable_fraction),
-            "taxable_amount_minor": tax.taxable_amount_minor,
-            "tax_minor": tax.tax_minor,
-            "reason": tax.reason.value,
-            "estimated": tax.estimated,
             "note": tax.note,
-            "rule_id": tax.rule_id,
             "rule_source": None,
             "rule_effective_from": None,
             "rule_effective_to": None,
