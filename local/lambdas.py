@@ -28,7 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from billing.resources import CONSUMER_TIMEOUT_SECONDS
+from billing.resources import (
+    CONSUMER_TIMEOUT_SECONDS,
+    CYCLE_CLOSE_FUNCTION_NAME,
+    CYCLE_CLOSE_TIMEOUT_SECONDS,
+)
 from local.lambda_context import new_context
 
 Handler = Callable[[Any, Any], Any]
@@ -259,4 +263,10 @@ CONSUMER_FUNCTION = LambdaFunction(
     "billing-ingest-consumer",
     "functions.ingest_consumer.handler:handler",
     timeout_seconds=CONSUMER_TIMEOUT_SECONDS,
+)
+# Named as the state machine's Lambda tasks name it locally (`LambdaRouter` routes by this name).
+CYCLE_CLOSE_FUNCTION = LambdaFunction(
+    CYCLE_CLOSE_FUNCTION_NAME,
+    "functions.cycle_close.handler:handler",
+    timeout_seconds=CYCLE_CLOSE_TIMEOUT_SECONDS,
 )

@@ -1,8 +1,10 @@
 """`billing-local`: the whole system on one machine, moto standing in for AWS.
 
 Starts moto in server mode, creates every table and queue from `billing.resources`, creates a default
-tenant with an admin and an ingest key, serves the HTTP API (API Gateway played by `local.apigw`) and
-runs the pump that plays the SQS event source mapping of the ingest consumer.
+tenant with an admin and an ingest key, serves the HTTP API (API Gateway played by `local.apigw`), runs
+the pump that plays the SQS event source mapping of the ingest consumer, creates the cycle-close state
+machine in moto (its Lambda tasks routed to the local cycle-close function, `local.stepfunctions`) and
+starts it on a timer as EventBridge Scheduler does (`local.scheduler`).
 """
 
 from __future__ import annotations
@@ -24,19 +26,30 @@ import boto3
 
 from billing import resources
 from billing.adapters.provisioning import create_all
+from billing.workflows.cycle_close import cycle_close_definition
 from local.apigw import AuthorizerCache, LocalApiGateway, TenantThrottle
 from local.http_api import LocalHttpApi
 from local.lambdas import (
     API_FUNCTION,
     AUTHORIZER_FUNCTION,
     CONSUMER_FUNCTION,
+    CYCLE_CLOSE_FUNCTION,
     Handler,
     Invoker,
     LambdaFunction,
+    ProcessInvoker,
     make_invoker,
 )
 from local.moto_server import REGION, LocalMoto, aws_environment
 from local.pump import SqsPump
+from local.scheduler import CycleCloseScheduler
+from local.stepfunctions import (
+    LambdaRouter,
+    moto_server_environment,
+    placeholder_role,
+    put_state_machine,
+    register_functions,
+)
 
 log = logging.getLogger("billing.local")
 
@@ -51,6 +64,17 @@ FUNCTION_ENV_DEFAULTS = {
     "POWERTOOLS_SERVICE_NAME": "usage-billing",
 }
 
+# Local defaults of the billing settings, so that a demo bills at once and shows tax. AWS: a 24 h grace
+# window (the settings' default) and no tax registrations unless configured.
+DEFAULT_LOCAL_GRACE_SECONDS = 0
+DEFAULT_LOCAL_SELLER_REGISTRATIONS = "US-NY,US-WA,US-TX,GB,EU-OSS,DE,CA,CA-ON,AU"
+GRACE_ENV = "BILLING_GRACE_SECONDS"
+REGISTRATIONS_ENV = "BILLING_SELLER_TAX_REGISTRATIONS"
+# The first retry interval of the cycle-close tasks here (the CDK app deploys the definition's default).
+LOCAL_RETRY_SECONDS = 1
+CYCLE_CLOSE_ROLE = "billing-local-cycle-close"
+DEFAULT_SCHEDULE_INTERVAL_SECONDS = 3600  # resources.CYCLE_CLOSE_SCHEDULE: rate(1 hour)
+
 
 class StartupError(RuntimeError):
     """The runtime cannot start (port taken, invalid fixed key, ...): a message for the user, no traceback."""
@@ -63,6 +87,7 @@ class Handlers:
     api: str | Handler = API_FUNCTION.handler
     authorizer: str | Handler = AUTHORIZER_FUNCTION.handler
     consumer: str | Handler = CONSUMER_FUNCTION.handler
+    cycle_close: str | Handler = CYCLE_CLOSE_FUNCTION.handler
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -126,7 +151,11 @@ class LocalRuntime:
         log_level: str | None = None,
         in_process: bool = False,
         api_concurrency: int = 4,
+        cycle_close_concurrency: int = 2,
         timeout_scale: float = 5.0,
+        grace_seconds: int | None = None,
+        seller_registrations: str | None = None,
+        schedule_interval_seconds: float = DEFAULT_SCHEDULE_INTERVAL_SECONDS,
     ) -> None:
         self.host = host
         self.port = port
@@ -147,6 +176,11 @@ class LocalRuntime:
         self.log_level = log_level
         self.in_process = in_process
         self.api_concurrency = api_concurrency
+        self.cycle_close_concurrency = cycle_close_concurrency
+        # Explicit values win over the environment; the local defaults apply only to what neither sets.
+        self.grace_seconds = grace_seconds
+        self.seller_registrations = seller_registrations
+        self.schedule_interval_seconds = schedule_interval_seconds
         # moto answers much slower than DynamoDB and SQS, so a function that fits its AWS timeout could
         # time out here; timeouts are multiplied by this factor (1 = exactly the AWS timeouts).
         self.timeout_scale = timeout_scale
@@ -158,6 +192,9 @@ class LocalRuntime:
         self._moto: LocalMoto | None = None
         self._http: LocalHttpApi | None = None
         self.pump: SqsPump | None = None
+        self.scheduler: CycleCloseScheduler | None = None
+        self.state_machine_arn = ""
+        self._routes: dict[str, Invoker] = {}
         self._saved_env: dict[str, str | None] = {}
         self._lock = threading.Lock()
 
@@ -195,12 +232,19 @@ class LocalRuntime:
             defaults["POWERTOOLS_LOG_LEVEL"] = self.log_level.upper()
         elif "POWERTOOLS_LOG_LEVEL" not in os.environ:
             defaults["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+        defaults.update(self._billing_settings_env())
         self._set_env(defaults)
+        # moto's ASL interpreter calls Lambda at localhost:$MOTO_PORT: this server (see local.stepfunctions).
+        self._set_env(moto_server_environment(self._moto.port))
         dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
         resource_env = create_all(dynamodb, sqs)
         self._set_env(resource_env)
-        self.function_env = {**env, **resource_env}
+        sfn = boto3.client("stepfunctions", endpoint_url=endpoint, region_name=REGION)
+        # Before the functions start: the api function reads the ARN from the environment it inherits.
+        machine_env = self._create_state_machine(endpoint, sfn)
+        self._set_env(machine_env)
+        self.function_env = {**env, **resource_env, **machine_env}
 
         functions = {
             name: LambdaFunction(base.name, handler, max(1, round(base.timeout_seconds * self.timeout_scale)))
@@ -208,13 +252,19 @@ class LocalRuntime:
                 ("api", API_FUNCTION, self.handlers.api),
                 ("authorizer", AUTHORIZER_FUNCTION, self.handlers.authorizer),
                 ("consumer", CONSUMER_FUNCTION, self.handlers.consumer),
+                ("cycle-close", CYCLE_CLOSE_FUNCTION, self.handlers.cycle_close),
             )
         }
         _reset_handler_caches(
             [f.handler.partition(":")[0] for f in functions.values() if isinstance(f.handler, str)]
         )
         self._bootstrap_tenant(dynamodb, resource_env[resources.BILLING_TABLE.env_var])
-        concurrency = {"api": self.api_concurrency, "authorizer": 1, "consumer": 1}
+        concurrency = {
+            "api": self.api_concurrency,
+            "authorizer": 1,
+            "consumer": 1,
+            "cycle-close": self.cycle_close_concurrency,
+        }
         invokers = {
             name: make_invoker(
                 function, dict(os.environ), concurrency=concurrency[name], in_process=self.in_process
@@ -222,8 +272,18 @@ class LocalRuntime:
             for name, function in functions.items()
         }
         self._invokers = list(invokers.values())
-        with ThreadPoolExecutor(len(invokers)) as pool:  # cold starts in parallel
-            list(pool.map(lambda invoker: invoker.load(), invokers.values()))
+        # Worker processes cold-start in parallel; in-process handlers import one after the other (threads
+        # importing the same packages at once can meet partially initialized modules).
+        workers = [invoker for invoker in invokers.values() if isinstance(invoker, ProcessInvoker)]
+        for invoker in invokers.values():
+            if not isinstance(invoker, ProcessInvoker):
+                invoker.load()
+        if workers:
+            with ThreadPoolExecutor(len(workers)) as pool:
+                list(pool.map(lambda invoker: invoker.load(), workers))
+        # moto runs executions in this process: its Lambda tasks now reach the cycle-close function.
+        self._routes = {CYCLE_CLOSE_FUNCTION.name: invokers["cycle-close"]}
+        LambdaRouter.install(self._routes)
 
         gateway = LocalApiGateway(
             authorizer=invokers["authorizer"],
@@ -244,6 +304,41 @@ class LocalRuntime:
             region=REGION,
         )
         self.pump.start()
+        if self.schedule_interval_seconds > 0:
+            self.scheduler = CycleCloseScheduler(
+                sfn, self.state_machine_arn, self.schedule_interval_seconds
+            ).start()
+
+    def _billing_settings_env(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for env_var, explicit, default in (
+            (GRACE_ENV, self.grace_seconds, DEFAULT_LOCAL_GRACE_SECONDS),
+            (REGISTRATIONS_ENV, self.seller_registrations, DEFAULT_LOCAL_SELLER_REGISTRATIONS),
+        ):
+            if explicit is not None:
+                values[env_var] = str(explicit)
+            elif env_var not in os.environ:
+                values[env_var] = str(default)
+        return values
+
+    def _create_state_machine(self, endpoint: str, sfn: Any) -> dict[str, str]:
+        """The cycle-close state machine in moto, from the definition the CDK app deploys; its env var."""
+        lambda_client = boto3.client("lambda", endpoint_url=endpoint, region_name=REGION)
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION)
+        arns = register_functions(lambda_client, iam, [CYCLE_CLOSE_FUNCTION.name])
+        # The router goes in before the machine is created: it switches moto to its executing backend,
+        # which keeps its own state machines. Routes are added once the function's invoker exists.
+        LambdaRouter.install({})
+        definition = cycle_close_definition(
+            arns[CYCLE_CLOSE_FUNCTION.name], retry_seconds=LOCAL_RETRY_SECONDS
+        )
+        self.state_machine_arn = put_state_machine(
+            sfn,
+            resources.CYCLE_CLOSE_STATE_MACHINE.local_name,
+            definition,
+            placeholder_role(iam, CYCLE_CLOSE_ROLE),
+        )
+        return {resources.CYCLE_CLOSE_STATE_MACHINE.env_var: self.state_machine_arn}
 
     def _bootstrap_tenant(self, dynamodb: Any, billing_table: str) -> None:
         from billing.adapters.tenant_store import DynamoTenantStore
@@ -276,6 +371,9 @@ class LocalRuntime:
         self.ingest_key = issue(Scope.INGEST, self._fixed_ingest_key, INGEST_KEY_ENV)
 
     def _stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         if self._http is not None:
             self._http.stop()
             self._http = None
@@ -284,6 +382,8 @@ class LocalRuntime:
         for invoker in self._invokers:
             invoker.close()
         self._invokers = []
+        LambdaRouter.uninstall(self._routes)
+        self._routes = {}
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -337,6 +437,7 @@ class LocalRuntime:
             "tenant_id": self.tenant_id,
             "admin_key": self.admin_key,
             "ingest_key": self.ingest_key,
+            "state_machine_arn": self.state_machine_arn,
             "env": dict(self.function_env),
         }
 
@@ -383,6 +484,33 @@ def _parser() -> argparse.ArgumentParser:
         help="most api function environments (worker processes) at once (default 4)",
     )
     parser.add_argument(
+        "--cycle-close-concurrency",
+        type=int,
+        default=2,
+        help="most cycle-close function environments (worker processes) at once (default 2)",
+    )
+    parser.add_argument(
+        "--grace-seconds",
+        type=int,
+        default=None,
+        help=f"{GRACE_ENV}: seconds after a period's end before a billing run closes it (default: the "
+        f"environment's, else {DEFAULT_LOCAL_GRACE_SECONDS} here so that a demo bills at once; AWS: 86400)",
+    )
+    parser.add_argument(
+        "--seller-registrations",
+        default=None,
+        help=f"{REGISTRATIONS_ENV}: comma-separated jurisdictions where the seller collects tax; '' for none "
+        f"(default: the environment's, else {DEFAULT_LOCAL_SELLER_REGISTRATIONS} here so that a demo "
+        "shows tax; AWS: none unless configured)",
+    )
+    parser.add_argument(
+        "--schedule-interval",
+        type=float,
+        default=DEFAULT_SCHEDULE_INTERVAL_SECONDS,
+        help="seconds between scheduled billing runs, as EventBridge Scheduler's "
+        f"{resources.CYCLE_CLOSE_SCHEDULE} (default {DEFAULT_SCHEDULE_INTERVAL_SECONDS}; 0: no schedule)",
+    )
+    parser.add_argument(
         "--timeout-scale",
         type=float,
         default=5.0,
@@ -399,8 +527,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _banner(info: dict[str, Any], tenant_created: bool) -> str:
+def _banner(info: dict[str, Any], tenant_created: bool, schedule_interval: float) -> str:
     api, endpoint = info["api_url"], info["endpoint_url"]
+    schedule = (
+        f"a scheduled run every {schedule_interval:g} s" if schedule_interval > 0 else "no scheduled runs"
+    )
     admin, ingest, tenant = info["admin_key"], info["ingest_key"], info["tenant_id"]
     exports = " ".join(f"{k}={v}" for k, v in sorted(info["env"].items()))
     event = '{"id": "evt_1", "customer_id": "cus_1", "type": "api.call", "properties": {"tokens": 10}}'
@@ -413,11 +544,18 @@ def _banner(info: dict[str, Any], tenant_created: bool) -> str:
             f"  admin key    {admin}"
             + ("" if os.environ.get(ADMIN_KEY_ENV) else f"   (fix it with {ADMIN_KEY_ENV})"),
             f"  ingest key   {ingest}",
+            f"  cycle close  {info['state_machine_arn']}",
+            f"               {schedule}; {GRACE_ENV}={os.environ.get(GRACE_ENV, '')}, "
+            f"{REGISTRATIONS_ENV}={os.environ.get(REGISTRATIONS_ENV, '') or '(none: no tax)'}",
             "",
             "Send an event and read it back:",
             f"  curl -s -X POST {api}/v1/events -H 'Authorization: Bearer {ingest}' "
             f"-H 'Content-Type: application/json' -d '{event}'",
             f"  curl -s '{api}/v1/events/evt_1?customer_id=cus_1' -H 'Authorization: Bearer {admin}'",
+            "Close every ended period now (a billing run), then read it:",
+            f"  curl -s -X POST {api}/v1/billing-runs -H 'Authorization: Bearer {admin}' "
+            "-H 'Content-Type: application/json' -d '{}'",
+            f"  curl -s {api}/v1/billing-runs/<id> -H 'Authorization: Bearer {admin}'",
             "AWS CLI / billing-admin from another shell:",
             f"  export {exports}",
             f"  billing-admin --endpoint-url {endpoint} list-keys --tenant-id {tenant}",
@@ -446,7 +584,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level,
         in_process=args.in_process,
         api_concurrency=args.api_concurrency,
+        cycle_close_concurrency=args.cycle_close_concurrency,
         timeout_scale=args.timeout_scale,
+        grace_seconds=args.grace_seconds,
+        seller_registrations=args.seller_registrations,
+        schedule_interval_seconds=args.schedule_interval,
     )
     try:
         try:
@@ -455,7 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"billing-local: {exc}", file=sys.stderr)
             return 1
         info = runtime.ready_info()
-        print(_banner(info, runtime.tenant_created), flush=True)
+        print(_banner(info, runtime.tenant_created, runtime.schedule_interval_seconds), flush=True)
         print(READY_PREFIX + json.dumps(info, sort_keys=True), flush=True)
         while not stopping.wait(0.2):
             pass

@@ -5,6 +5,12 @@ task it invokes a moto Lambda function, which would need Docker; instead, `Lambd
 `LambdaFunction._invoke_lambda` so the invocation goes to the function's local invoker (a worker process
 or an in-process callable) by function name. The functions are registered in moto with a placeholder
 package only so that their ARNs exist; their code is never run by moto.
+
+In server mode (`ThreadedMotoServer`, the local runtime) the interpreter runs in the server's process, so
+the patch applies there too, but it calls Lambda through a boto3 client aimed at
+`http://localhost:$MOTO_PORT` (moto's own convention): `moto_server_environment` gives the variable that
+makes it reach this server. Distributed Map child executions run inside the interpreter (threads), with
+no further calls out.
 """
 
 from __future__ import annotations
@@ -51,25 +57,33 @@ class LambdaRouter:
     _lock = threading.Lock()
     _routes: dict[str, Invoke] = {}
     _original: Any = None
+    _executed_before: bool | None = None
 
     @classmethod
     def install(cls, routes: Mapping[str, Invoke]) -> None:
+        """Route these functions. Install before creating state machines: moto keeps the machines of its
+        executing backend apart from those of the plain one, and picks the backend by this setting."""
         with cls._lock:
             cls._routes.update(routes)
             if cls._original is None:
                 cls._original = MotoLambdaFunction._invoke_lambda
                 MotoLambdaFunction._invoke_lambda = _routed_invoke  # type: ignore[method-assign]
-        # moto executes ASL only when asked to; the server reads this process-wide setting.
-        default_user_config["stepfunctions"]["execute_state_machine"] = True
+                cls._executed_before = bool(default_user_config["stepfunctions"]["execute_state_machine"])
+            # moto executes ASL only when asked to; the server reads this process-wide setting.
+            default_user_config["stepfunctions"]["execute_state_machine"] = True
 
     @classmethod
     def uninstall(cls, names: Mapping[str, Any] | None = None) -> None:
+        """Drop these routes (all if None); the last one out restores moto as it was."""
         with cls._lock:
-            for name in list(names or cls._routes):
+            for name in list(cls._routes if names is None else names):
                 cls._routes.pop(name, None)
             if not cls._routes and cls._original is not None:
                 MotoLambdaFunction._invoke_lambda = cls._original  # type: ignore[method-assign]
                 cls._original = None
+                if cls._executed_before is not None:
+                    default_user_config["stepfunctions"]["execute_state_machine"] = cls._executed_before
+                    cls._executed_before = None
 
     @classmethod
     def route(cls, function_name: str) -> Invoke | None:
@@ -94,14 +108,21 @@ def _routed_invoke(self: MotoLambdaFunction, event: Any = None) -> tuple[str, bo
     return json.dumps(result), False, ""
 
 
+def placeholder_role(iam_client: Any, name: str) -> str:
+    """An IAM role in moto (Lambda and Step Functions may assume it; moto enforces nothing): its ARN."""
+    try:
+        return str(
+            iam_client.create_role(RoleName=name, AssumeRolePolicyDocument=_PLACEHOLDER_ROLE_POLICY)["Role"][
+                "Arn"
+            ]
+        )
+    except iam_client.exceptions.EntityAlreadyExistsException:
+        return str(iam_client.get_role(RoleName=name)["Role"]["Arn"])
+
+
 def register_functions(lambda_client: Any, iam_client: Any, names: list[str]) -> dict[str, str]:
     """Create each function in moto (placeholder code) so state machines can name it; {name: ARN}."""
-    try:
-        role = iam_client.create_role(
-            RoleName="billing-local-functions", AssumeRolePolicyDocument=_PLACEHOLDER_ROLE_POLICY
-        )["Role"]["Arn"]
-    except iam_client.exceptions.EntityAlreadyExistsException:
-        role = iam_client.get_role(RoleName="billing-local-functions")["Role"]["Arn"]
+    role = placeholder_role(iam_client, "billing-local-functions")
     arns: dict[str, str] = {}
     for name in names:
         try:
@@ -116,3 +137,25 @@ def register_functions(lambda_client: Any, iam_client: Any, names: list[str]) ->
                 Timeout=900,
             )["FunctionArn"]
     return arns
+
+
+def put_state_machine(sfn_client: Any, name: str, definition: dict[str, Any], role_arn: str) -> str:
+    """Create the state machine (or give an existing one of that name this definition): its ARN.
+
+    Call after `LambdaRouter.install`, so that it lands in moto's executing backend.
+    """
+    document = json.dumps(definition)
+    for page in sfn_client.get_paginator("list_state_machines").paginate():
+        for machine in page["stateMachines"]:
+            if machine["name"] == name:
+                arn = str(machine["stateMachineArn"])
+                sfn_client.update_state_machine(stateMachineArn=arn, definition=document, roleArn=role_arn)
+                return arn
+    return str(
+        sfn_client.create_state_machine(name=name, definition=document, roleArn=role_arn)["stateMachineArn"]
+    )
+
+
+def moto_server_environment(port: int) -> dict[str, str]:
+    """What this process needs in `os.environ` for moto's interpreter to call the server on `port`."""
+    return {"MOTO_PORT": str(port)}
