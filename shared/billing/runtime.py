@@ -5,6 +5,8 @@ Any module may import from here; nothing here imports handlers, services or adap
 
 from __future__ import annotations
 
+import warnings
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 SERVICE = "usage-billing"
@@ -13,3 +15,6 @@ METRICS_NAMESPACE = "UsageBilling"
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+
+# A step that counted nothing (listing due periods, summarizing a run) is normal, not worth a warning.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
