@@ -86,6 +86,7 @@ class WorkflowStarter(Protocol):
 
 
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)  # a tax location recorded "from the beginning"
+MAX_RUN_ITEMS = 800  # ~250 bytes an item: well inside Step Functions' 256 KiB state limit
 
 
 # ---- the service -------------------------------------------------------------------------------------
@@ -143,7 +144,12 @@ class CycleCloseService:
             first_per_subscription.setdefault((period.tenant_id, period.subscription_id), period)
         run = {"id": run_id, "tenant_id": tenant_id, "as_of": format_timestamp(as_of), "cutoff": cutoff}
         logger.info("billing run listed", extra={"run_id": run_id, "due": len(first_per_subscription)})
-        items = [{"due": period.to_json(), "invoices": []} for period in first_per_subscription.values()]
+        # The item list travels in the execution state (256 KiB): a run takes the oldest MAX_RUN_ITEMS
+        # subscriptions; the others stay due and the next run (hourly) takes them.
+        oldest = list(first_per_subscription.values())[:MAX_RUN_ITEMS]
+        if len(first_per_subscription) > MAX_RUN_ITEMS:
+            metrics.add_metric(name="RunItemsDeferred", unit=MetricUnit.Count, value=len(due) - len(oldest))
+        items = [{"due": period.to_json(), "invoices": []} for period in oldest]
         return {"run": run, "items": items}
 
     # -- rate -----------------------------------------------------------------------------------------
