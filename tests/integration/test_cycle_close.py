@@ -264,3 +264,19 @@ def test_a_crash_while_building_the_ledger_entries_writes_nothing_and_the_retry_
     assert service.finalize(state["run"], state["item"])["status"] == "finalized"
     assert len(ledger()) == 3
     assert verify_chain(ledger()).ok
+
+
+def test_a_run_takes_at_most_max_run_items_subscriptions_and_leaves_the_rest_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import billing.services.cycle_close as cycle_close_module
+
+    monkeypatch.setattr(cycle_close_module, "MAX_RUN_ITEMS", 1)
+    set_up_customer("cus_1")
+    set_up_customer("cus_2")
+
+    first = close("2026-11-25T00:00:00Z")
+    second = close("2026-11-25T00:00:00Z")
+
+    assert (len(first), len(second)) == (1, 1)
+    assert close("2026-11-25T00:00:00Z") == []
