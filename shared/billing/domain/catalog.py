@@ -25,21 +25,22 @@ from billing.domain.rating.plans import Plan, Subscription, SubscriptionSegment
 
 # Ids of meters, customers, plans and subscriptions: they appear in URL paths, keys and logs, so they are
 # plain (no "/", no "#", no "@": an e-mail address is personal data and must not become an id).
-CATALOG_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+# Patterns end in \Z, not $: `$` also matches before a trailing newline ("US\n" would pass).
+CATALOG_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}\Z")
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_ANCHOR_DAY = 1
 MAX_NAME_LENGTH = 256
 MAX_EMAIL_LENGTH = 254
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+_COUNTRY = re.compile(r"^[A-Z]{2}\Z")
 # The subdivision part of ISO 3166-2 ("NY" of US-NY, "ON" of CA-ON), as the tax engine reads it.
-_REGION = re.compile(r"^[A-Z0-9]{1,3}$")
-_POSTAL_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,15}$")
-_TAX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .\-/]{0,63}$")
+_REGION = re.compile(r"^[A-Z0-9]{1,3}\Z")
+_POSTAL_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,15}\Z")
+_TAX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .\-/]{0,63}\Z")
 # A gateway token starts with a letter ("tok_...", "pm_...", "card_..."): a bare digit run is a PAN.
-_TOKEN = re.compile(r"^[A-Za-z][A-Za-z0-9_.:\-]{2,254}$")
-_GATEWAY = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+_TOKEN = re.compile(r"^[A-Za-z][A-Za-z0-9_.:\-]{2,254}\Z")
+_GATEWAY = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}\Z")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
 CUSTOMER_FIELDS = (
@@ -144,7 +145,7 @@ def parse_instant(value: Any, field_name: str) -> datetime:
             text = f"{head}.{digits.group()[:6].ljust(6, '0')}{rest[digits.end() :]}"
         try:
             return utc(datetime.fromisoformat(text))
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved out of range into UTC
             pass
     raise InvalidCatalog(
         f"{field_name} must be an RFC 3339 date-time with an offset, e.g. 2026-03-01T00:00:00Z",
@@ -306,6 +307,9 @@ class SubscriptionSpan:
         return self.start <= utc(instant) and (self.end is None or utc(instant) < self.end)
 
     def overlaps(self, start: datetime, end: datetime | None) -> bool:
+        """Whether [start, end) and this span share an instant (a span cancelled as it started has none)."""
+        if self.end is not None and self.end <= self.start:
+            return False
         return (end is None or self.start < end) and (self.end is None or start < self.end)
 
     def to_json(self) -> dict[str, Any]:
