@@ -29,3 +29,13 @@ class StepFunctionsStarter:
             raise TransientFailure(f"could not start the billing run: {error_code(exc)}") from exc
         except BotoCoreError as exc:
             raise TransientFailure(f"could not start the billing run: {type(exc).__name__}") from exc
+
+    def status(self, run_id: str) -> str | None:
+        """The execution's status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED), None if unknown."""
+        if not self._arn:
+            return None
+        execution_arn = self._arn.replace(":stateMachine:", ":execution:", 1) + f":{run_id}"
+        try:
+            return str(self._client.describe_execution(executionArn=execution_arn)["status"])
+        except (ClientError, BotoCoreError):
+            return None  # unknown is not failed: the run record stays as it is

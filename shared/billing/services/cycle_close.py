@@ -84,6 +84,8 @@ class TaxQuoter(Protocol):
 class WorkflowStarter(Protocol):
     def start(self, run_id: str, payload: dict[str, Any]) -> None: ...
 
+    def status(self, run_id: str) -> str | None: ...
+
 
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)  # a tax location recorded "from the beginning"
 MAX_RUN_ITEMS = 800  # ~250 bytes an item: well inside Step Functions' 256 KiB state limit
@@ -514,6 +516,12 @@ class BillingRuns:
         run = self._runs.get_run(tenant_id, run_id)
         if run is None:
             raise NotFound(f"billing run {run_id!r} not found")
+        if run.status == "running":
+            # An execution that died where no step could record it (timed out, aborted) still ends the run.
+            execution = self._starter.status(run_id)
+            if execution in ("FAILED", "TIMED_OUT", "ABORTED"):
+                run.status = "failed"
+                run.errors = [*run.errors, {"error": f"execution {execution.lower()}", "message": None}]
         return run
 
 
