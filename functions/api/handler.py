@@ -36,7 +36,7 @@ from billing.domain.errors import (
 from billing.domain.ledger.chain import balances, balances_to_json, verify_chain
 from billing.domain.rating.errors import RatingFailed
 from billing.domain.tenants import Principal, Scope
-from billing.domain.usage_events import parse_timestamp
+from billing.domain.usage_events import MAX_ID_LENGTH, parse_timestamp
 from billing.runtime import logger, metrics, tracer
 from billing.services.catalog import Page, page_size, query_instant, query_version, read_catalog_request
 from billing.services.idempotent_requests import MAX_KEY_LENGTH
@@ -163,6 +163,12 @@ def page_response(page: Page[Any], render: Callable[[Any], dict[str, Any]]) -> R
     )
 
 
+def known_shape(identifier: str, what: str) -> None:
+    """An id no stored object can have (too long for a key) is simply not found, never a 5xx."""
+    if not 1 <= len(identifier) <= MAX_ID_LENGTH:
+        raise NotFound(f"{what} not found")
+
+
 def idempotently(principal: Principal, operation: Callable[[], tuple[int, dict[str, Any]]]) -> Response:
     """Run a POST or PATCH operation, replaying the stored response for an Idempotency-Key seen before."""
     key = app.current_event.headers.get("Idempotency-Key")
@@ -216,9 +222,11 @@ def post_events() -> Response[str]:
 @tracer.capture_method
 def get_event(event_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
+    known_shape(event_id, "event")
     customer_id = app.current_event.get_query_string_value("customer_id")
     if not customer_id:
         raise MalformedRequest("the customer_id query parameter is required", code="missing_parameter")
+    known_shape(customer_id, "event")
     services = get_services()
     stored = services.event_store.get(principal.tenant_id, customer_id, event_id)
     if stored is None:
@@ -459,7 +467,7 @@ def post_billing_run() -> Response[str]:
                 f"unknown field(s): {', '.join(unknown)}; a billing run takes as_of, customer_id"
             )
         as_of = data.get("as_of")
-        if as_of is not None and not isinstance(as_of, str):
+        if as_of is not None and (not isinstance(as_of, str) or not as_of):
             raise InvalidRequest("as_of must be an RFC 3339 date-time string")
         customer_id = data.get("customer_id")
         if customer_id is not None:
@@ -477,6 +485,7 @@ def post_billing_run() -> Response[str]:
 @tracer.capture_method
 def get_billing_run(run_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
+    known_shape(run_id, "billing run")
     return json_response(
         HTTPStatus.OK, get_services().billing_runs.get(principal.tenant_id, run_id).to_json()
     )
@@ -489,6 +498,8 @@ def list_invoices() -> Response[str]:
     customer_id = query("customer_id")
     if not customer_id:
         raise MalformedRequest("the customer_id query parameter is required", code="missing_parameter")
+    if len(customer_id) > MAX_ID_LENGTH:
+        return page_response(Page([], None), lambda invoice: invoice)  # no customer has such an id
     page = get_services().invoice_store.list_for_customer(
         principal.tenant_id, customer_id, page_size(query("limit")), query("cursor")
     )
@@ -499,6 +510,7 @@ def list_invoices() -> Response[str]:
 @tracer.capture_method
 def get_invoice(invoice_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
+    known_shape(invoice_id, "invoice")
     stored = get_services().invoice_store.get(principal.tenant_id, invoice_id)
     if stored is None:
         raise NotFound(f"invoice {invoice_id!r} not found")

@@ -140,7 +140,9 @@ def test_closing_twice_or_retrying_finalize_creates_nothing_new() -> None:
     first = service.finalize(state["run"], state["item"])
     again = service.finalize(state["run"], state["item"])  # a Step Functions retry after a lost reply
 
-    assert (first["status"], again["status"]) == ("finalized", "already_finalized")
+    # The retry finds the invoice its own run wrote: it reports it once more and writes nothing.
+    assert (first["status"], again["status"]) == ("finalized", "finalized")
+    assert first["invoices"] == again["invoices"]
     assert len(ledger()) == 3
     assert close("2026-11-25T00:00:00Z") == []  # nothing is due any more: the next period has not ended
 
@@ -280,3 +282,60 @@ def test_a_run_takes_at_most_max_run_items_subscriptions_and_leaves_the_rest_due
 
     assert (len(first), len(second)) == (1, 1)
     assert close("2026-11-25T00:00:00Z") == []
+
+
+def test_a_stale_finalize_of_a_period_another_run_closed_changes_nothing() -> None:
+    set_up_customer()
+    service = get_services().cycle_close
+    listed = service.list_due({"as_of": "2026-11-25T00:00:00Z"})  # run A lists and rates October ...
+    state = service.tax(listed["run"], service.rate(listed["run"], listed["items"][0])["item"])
+
+    assert len(close("2026-12-02T00:00:00Z")) == 1  # ... run B closes October and November meanwhile
+    stale = service.finalize(state["run"], state["item"])  # ... then A finalizes October after all
+
+    assert stale["status"] == "already_finalized"
+    assert stale["item"] is None
+    due = get_services().billing_runs_store.due_before("2027-12-31T00:00:00.000000Z")
+    assert [period.period_start for period in due] == ["2026-12-01T00:00:00.000000Z"]  # only December
+    assert len(ledger()) == 6
+
+
+def test_invoices_page_with_the_cursor_the_api_returned() -> None:
+    set_up_customer(start="2026-09-01T00:00:00Z")
+    close("2026-11-25T00:00:00Z")
+
+    status, first, _ = call_api(
+        api_event("GET", "/v1/invoices", query={"customer_id": "cus_1", "limit": "1"})
+    )
+    assert status == 200
+    assert first["next_cursor"]
+    status, second, _ = call_api(
+        api_event(
+            "GET",
+            "/v1/invoices",
+            query={"customer_id": "cus_1", "limit": "1", "cursor": first["next_cursor"]},
+        )
+    )
+    assert status == 200, second
+    assert [invoice["period"]["start"] for invoice in first["data"] + second["data"]] == [
+        "2026-09-01T00:00:00Z",
+        "2026-10-01T00:00:00Z",
+    ]
+    assert second["next_cursor"] is None
+
+
+@pytest.mark.parametrize("limit", ["²", "0", "101", "-1", "1.5"])
+def test_a_bad_limit_is_400_not_500(limit: str) -> None:
+    status, body, _ = call_api(
+        api_event("GET", "/v1/invoices", query={"customer_id": "cus_1", "limit": limit})
+    )
+    assert (status, body["error"]["code"]) == (400, "invalid_parameter")
+
+
+def test_ids_too_long_to_be_keys_are_simply_not_found() -> None:
+    long_id = "x" * 3000
+    assert call_api(api_event("GET", f"/v1/invoices/{long_id}"))[0] == 404
+    assert call_api(api_event("GET", f"/v1/billing-runs/{long_id}"))[0] == 404
+    assert call_api(api_event("GET", f"/v1/events/{long_id}", query={"customer_id": "c"}))[0] == 404
+    assert call_api(api_event("GET", "/v1/events/e1", query={"customer_id": long_id}))[0] == 404
+    assert call_api(api_event("GET", "/v1/invoices", query={"customer_id": long_id}))[1]["data"] == []

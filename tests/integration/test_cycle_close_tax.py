@@ -66,6 +66,12 @@ def test_a_tax_location_change_inside_a_finalized_period_is_corrected_on_the_nex
     assert get_services().ledger_store.entries("acme", "cus_1")[-1].sequence == 6
 
     assert close("2026-12-02T00:00:00Z") == []  # nothing left to correct
+    # The next close re-taxes November too: its own tax was right, and October's correction it carries
+    # is not November's own tax, so nothing is "corrected" back.
+    [december] = close("2027-01-02T00:00:00Z")
+    assert [
+        line for line in tax_lines(invoice(december["invoice_id"])) if line.get("corrects_invoice_id")
+    ] == []
 
 
 def test_a_provider_outage_is_estimated_and_reconciled_at_the_next_close(

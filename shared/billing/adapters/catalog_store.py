@@ -426,8 +426,13 @@ def query_page(
     limit: int,
     cursor: str | None,
     convert: Callable[[dict[str, Any]], T],
+    table_prefix: str | None = None,
 ) -> Page[T]:
-    """One page of an item collection; one item more than asked tells whether there is another page."""
+    """One page of an item collection; one item more than asked tells whether there is another page.
+
+    `table_prefix`: through an index, what every listed item's table key starts with (by default the
+    index partition without its last part).
+    """
     pk, sk = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
     request: dict[str, Any] = {
         "TableName": table,
@@ -441,7 +446,9 @@ def query_page(
         request["ConsistentRead"] = True
     key_names = ("pk", "sk", pk, sk)
     if cursor is not None:
-        request["ExclusiveStartKey"] = decode_cursor(cursor, key_names, pk, partition, sk, prefix)
+        request["ExclusiveStartKey"] = decode_cursor(
+            cursor, key_names, pk, partition, sk, prefix, table_prefix
+        )
     items: list[dict[str, Any]] = []
     while True:
         try:
@@ -467,7 +474,13 @@ def encode_cursor(key: dict[str, Any]) -> str:
 
 
 def decode_cursor(
-    cursor: str, key_names: tuple[str, ...], pk: str, partition: str, sk: str, prefix: str
+    cursor: str,
+    key_names: tuple[str, ...],
+    pk: str,
+    partition: str,
+    sk: str,
+    prefix: str,
+    table_prefix: str | None = None,
 ) -> dict[str, Any]:
     """A cursor back to an ExclusiveStartKey, checked to lie in the partition being listed."""
     invalid = MalformedRequest(
@@ -488,6 +501,8 @@ def decode_cursor(
             raise invalid
     if key[pk]["S"] != partition or not key[sk]["S"].startswith(prefix):
         raise invalid
-    if pk != "pk" and not key["pk"]["S"].startswith(partition.rsplit("#", 1)[0] + "#"):
+    # Through an index, the table key must still be one of this tenant's items of the listed kind.
+    expected = table_prefix if table_prefix is not None else partition.rsplit("#", 1)[0] + "#"
+    if pk != "pk" and not key["pk"]["S"].startswith(expected):
         raise invalid
     return key

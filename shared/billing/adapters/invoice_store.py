@@ -75,6 +75,7 @@ class DynamoInvoiceStore:
             limit=limit,
             cursor=cursor,
             convert=lambda item: StoredInvoice(tenant_id, canonical_json.loads(item["data"]["S"])),
+            table_prefix=f"TENANT#{tenant_id}#INVOICE#",
         )
 
     def finalize(

@@ -138,7 +138,7 @@ def read_catalog_request(body: bytes, *, allow_empty: bool = False) -> dict[str,
 def page_size(value: str | None) -> int:
     if value is None:
         return DEFAULT_PAGE_SIZE
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE_SIZE:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PAGE_SIZE:
         raise MalformedRequest(
             f"limit must be an integer from 1 to {MAX_PAGE_SIZE}", code="invalid_parameter"
         )
@@ -158,7 +158,7 @@ def query_instant(value: str, name: str) -> datetime:
 def query_version(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 999_999:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 999_999:
         raise MalformedRequest("version must be a positive integer", code="invalid_parameter")
     return int(value)
 

@@ -88,7 +88,8 @@ class WorkflowStarter(Protocol):
 
 
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)  # a tax location recorded "from the beginning"
-MAX_RUN_ITEMS = 800  # ~250 bytes an item: well inside Step Functions' 256 KiB state limit
+EARLIEST_AS_OF = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_RUN_ITEMS = 400  # items and their results share Step Functions' 256 KiB state limit
 
 
 # ---- the service -------------------------------------------------------------------------------------
@@ -150,7 +151,11 @@ class CycleCloseService:
         # subscriptions; the others stay due and the next run (hourly) takes them.
         oldest = list(first_per_subscription.values())[:MAX_RUN_ITEMS]
         if len(first_per_subscription) > MAX_RUN_ITEMS:
-            metrics.add_metric(name="RunItemsDeferred", unit=MetricUnit.Count, value=len(due) - len(oldest))
+            metrics.add_metric(
+                name="RunItemsDeferred",
+                unit=MetricUnit.Count,
+                value=len(first_per_subscription) - len(oldest),
+            )
         items = [{"due": period.to_json(), "invoices": []} for period in oldest]
         return {"run": run, "items": items}
 
@@ -253,7 +258,12 @@ class CycleCloseService:
             requote = self._quote(customer, old_lines, old.id, format_timestamp(old_period.end_utc), currency)
             if requote is None or any(line.estimated for line in requote.lines):
                 continue  # an estimate cannot settle an estimate: try again at the next close
-            billed = sum(int(line["amount_minor"]) for line in old.data["lines"] if line["type"] == "tax")
+            # Its own tax only: correction lines it carries are for even older invoices.
+            billed = sum(
+                int(line["amount_minor"])
+                for line in old.data["lines"]
+                if line["type"] == "tax" and not line.get("corrects_invoice_id")
+            )
             billed += sum(
                 int(line["amount_minor"])
                 for _, later in finalized[index + 1 :]
@@ -367,7 +377,6 @@ class CycleCloseService:
         )
         period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
         next_due = self._next_due(due, customer, subscription, period)
-        status = "finalized"
         try:
             self._invoices.finalize(
                 tenant_id,
@@ -380,15 +389,26 @@ class CycleCloseService:
             metrics.add_metric(name="InvoicesFinalized", unit=MetricUnit.Count, value=1)
             logger.info("invoice finalized", extra={"invoice_id": draft["id"], "tenant_id": tenant_id})
         except InvoiceAlreadyFinalized:
-            status = "already_finalized"
-            if next_due is not None:
-                self._due.schedule(next_due)  # a crash between finalize and here cannot lose the next period
+            # The transaction that wrote the invoice also moved the due index on: nothing to repair.
+            stored = self._invoices.get(tenant_id, str(draft["id"]))
+            if stored is None or stored.data.get("run_id") != run.get("id"):
+                # Another run closed it (runs may overlap): leave this subscription to that run.
+                return {
+                    "status": "already_finalized",
+                    "invoice_id": draft["id"],
+                    "invoices": item.get("invoices", []),
+                    "item": None,
+                }
+            # This run wrote it and lost the reply (a retry): carry on as if it had heard back.
         invoices = [*item.get("invoices", []), draft["id"]]
         more = next_due is not None and next_due.period_end <= run["cutoff"]
         # More periods of this subscription due in this run: the state machine loops back to rating.
+        if not more:
+            # The item's last state goes into the run's results: keep it small (no `run`).
+            return {"status": "finalized", "invoice_id": draft["id"], "invoices": invoices, "item": None}
         return {
             "run": run,
-            "status": status,
+            "status": "finalized",
             "invoice_id": draft["id"],
             "invoices": invoices,
             "item": {"due": next_due.to_json(), "invoices": invoices} if more and next_due else None,
@@ -450,12 +470,19 @@ class CycleCloseService:
         return finished.to_json()
 
     def run_failed(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Listing failed for good: the run is recorded as failed with the reason."""
+        """Listing (or the Map as a whole) failed for good: the run is recorded as failed with the reason.
+
+        The input is the execution's input (listing failed) or the listed state (the Map failed).
+        """
         source = payload.get("input") or {}
-        run_id = source.get("run_id") or scheduled_run_id(
-            parse_timestamp(source["as_of"], "as_of") if source.get("as_of") else self._clock()
+        listed = source.get("run") or {}
+        as_of = listed.get("as_of") or source.get("as_of")
+        run_id = (
+            listed.get("id")
+            or source.get("run_id")
+            or scheduled_run_id(parse_timestamp(as_of, "as_of") if as_of else self._clock())
         )
-        tenant_id = source.get("tenant_id")
+        tenant_id = listed.get("tenant_id", source.get("tenant_id"))
         record = self._due.get_run(tenant_id, run_id)
         error = payload.get("input", {}).get("error") or payload.get("error") or {}
         failed = BillingRun(
@@ -494,8 +521,10 @@ class BillingRuns:
 
     def start(self, tenant_id: str, as_of: datetime | None, customer_id: str | None) -> BillingRun:
         moment = as_of or self._clock()
-        if moment > self._clock() + timedelta(minutes=5):
+        if moment > self._clock():
             raise InvalidRequest("as_of may not be in the future: periods that have not ended cannot close")
+        if moment < EARLIEST_AS_OF:
+            raise InvalidRequest("as_of is before 2000-01-01: there is nothing to close then")
         run = BillingRun(
             id=f"run_{uuid.uuid4().hex}",
             tenant_id=tenant_id,

@@ -129,6 +129,8 @@ def cycle_close_definition(
                 },
                 "ResultPath": "$.results",
                 "Next": "SummarizeRun",
+                # The Map itself failing (its results over the state limit, say) still ends the run recorded.
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RunFailed"}],
             },
             "SummarizeRun": _step(
                 function_arn, "summarize", {"run.$": "$.run", "results.$": "$.results"}, None, retry_seconds
