@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from tests.support import api_event, call_api
+from tests.unit.rating.builders import API_PLAN
 
 # API.md's meter, and one meter for each other charge of its plan.
 METERS: list[dict[str, Any]] = [
@@ -17,19 +18,7 @@ METERS: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 # API.md's plan, verbatim.
-PRO: dict[str, Any] = {
-    "id": "pro", "currency": "USD", "interval": "month", "base_fee": "49.00", "tax_code": "saas",
-    "minimum_commitment": "100.00",
-    "charges": [
-        {"meter": "tokens", "model": "graduated",
-         "tiers": [{"up_to": 100000, "unit_price": "0"},
-                   {"up_to": None, "unit_price": "0.00002", "flat_fee": "0"}]},
-        {"meter": "calls", "model": "per_unit", "unit_price": "0.001"},
-        {"meter": "seats", "model": "volume",
-         "tiers": [{"up_to": 10, "unit_price": "8"}, {"up_to": None, "unit_price": "6"}]},
-        {"meter": "gb", "model": "package", "package_size": 100, "package_price": "5.00"},
-    ],
-}  # fmt: skip
+PRO: dict[str, Any] = API_PLAN  # API.md's plan, verbatim
 
 # A plan without commitment and with cheaper tokens.
 ENTERPRISE: dict[str, Any] = {
@@ -38,6 +27,7 @@ ENTERPRISE: dict[str, Any] = {
     "base_fee": "99.00",
     "charges": [{"meter": "tokens", "model": "per_unit", "unit_price": "0.00001"}],
 }
+
 
 # API.md's customer.
 CUSTOMER: dict[str, Any] = {

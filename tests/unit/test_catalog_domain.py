@@ -40,19 +40,9 @@ from billing.domain.rating.errors import InvalidCatalog
 from billing.domain.rating.meters import Aggregation, Meter
 from billing.domain.rating.periods import format_instant
 from billing.domain.rating.plans import Plan, Subscription
+from tests.integration.catalog_builders import CUSTOMER
 from tests.unit.rating.builders import API_PLAN, at, plan
 
-# API.md's customer, verbatim.
-CUSTOMER: dict[str, Any] = {
-    "id": "cus_42",
-    "name": "Ada Lovelace",
-    "email": "ada@example.com",
-    "currency": "USD",
-    "timezone": "America/New_York",
-    "billing_anchor_day": 1,
-    "tax": {"country": "US", "region": "NY", "postal_code": "10001", "tax_id": None, "exempt": False},
-    "payment_method": {"token": "tok_1N3xExampleToken", "gateway": "sandbox"},
-}
 NY = CUSTOMER["tax"]
 CA = {"country": "US", "region": "CA", "postal_code": "94103", "tax_id": None, "exempt": False}
 DE = {"country": "DE", "region": None, "postal_code": None, "tax_id": "DE123456789", "exempt": False}
