@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from hypothesis import settings as hypothesis_settings
 from moto import mock_aws
 
 from billing.adapters.provisioning import create_all
@@ -16,6 +18,12 @@ from billing.bootstrap import get_services
 from billing.settings import Settings, get_settings
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
+
+# `make test` (and so CI) runs the properties derandomized: the same examples every run, so a red build
+# is a real regression. A plain `pytest` explores new examples each run; a failure it finds is kept in
+# .hypothesis/ and replayed until fixed.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def load_event(name: str) -> dict[str, Any]:
