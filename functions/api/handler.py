@@ -199,7 +199,7 @@ def idempotently(principal: Principal, operation: Callable[[], tuple[int, dict[s
 
 
 @app.post("/v1/events", summary="Send usage events (one, a batch, or CloudEvents)")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)  # responses carry personal data: not in traces
 def post_events() -> Response[str]:
     principal = require(Scope.INGEST)
     body = raw_body()
@@ -219,7 +219,7 @@ def post_events() -> Response[str]:
 
 
 @app.get("/v1/events/<event_id>", summary="The stored status of one event")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_event(event_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     known_shape(event_id, "event")
@@ -253,7 +253,7 @@ def get_event(event_id: str) -> Response[str]:
 
 
 @app.post("/v1/meters", summary="Define a meter (201; 409 meter_exists)")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def post_meter() -> Response[str]:
     principal = require(Scope.ADMIN)
     body = raw_body()
@@ -267,7 +267,7 @@ def post_meter() -> Response[str]:
 
 
 @app.get("/v1/meters", summary="The tenant's meters, a page at a time")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def list_meters() -> Response[str]:
     principal = require(Scope.ADMIN)
     page = get_services().catalog.list_meters(principal.tenant_id, page_size(query("limit")), query("cursor"))
@@ -275,7 +275,7 @@ def list_meters() -> Response[str]:
 
 
 @app.get("/v1/meters/<key>", summary="One meter")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_meter(key: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     return json_response(HTTPStatus.OK, get_services().catalog.get_meter(principal.tenant_id, key).to_api())
@@ -285,7 +285,7 @@ def get_meter(key: str) -> Response[str]:
 
 
 @app.post("/v1/customers", summary="Create a customer (201; 409 customer_exists)")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def post_customer() -> Response[str]:
     principal = require(Scope.ADMIN)
     body = raw_body()
@@ -300,7 +300,7 @@ def post_customer() -> Response[str]:
 
 
 @app.get("/v1/customers", summary="The tenant's customers, a page at a time")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def list_customers() -> Response[str]:
     principal = require(Scope.ADMIN)
     now = received_at()
@@ -311,7 +311,7 @@ def list_customers() -> Response[str]:
 
 
 @app.get("/v1/customers/<customer_id>", summary="One customer")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_customer(customer_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     profile = get_services().catalog.get_customer(principal.tenant_id, customer_id)
@@ -321,7 +321,7 @@ def get_customer(customer_id: str) -> Response[str]:
 @app.patch(
     "/v1/customers/<customer_id>", summary="Update a customer (tax location changes are kept as history)"
 )
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def patch_customer(customer_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     body = raw_body()
@@ -336,7 +336,7 @@ def patch_customer(customer_id: str) -> Response[str]:
 
 
 @app.get("/v1/customers/<customer_id>/usage", summary="Usage and estimated amount of the open period")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_usage(customer_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     at_text = query("at")
@@ -349,7 +349,7 @@ def get_usage(customer_id: str) -> Response[str]:
 
 
 @app.post("/v1/plans", summary="Create a plan, version 1 (201; 409 plan_exists)")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def post_plan() -> Response[str]:
     principal = require(Scope.ADMIN)
     body = raw_body()
@@ -363,7 +363,7 @@ def post_plan() -> Response[str]:
 
 
 @app.post("/v1/plans/<plan_id>/versions", summary="Publish the next version of a plan (201)")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def post_plan_version(plan_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     body = raw_body()
@@ -377,7 +377,7 @@ def post_plan_version(plan_id: str) -> Response[str]:
 
 
 @app.get("/v1/plans", summary="The tenant's plans (latest versions), a page at a time")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def list_plans() -> Response[str]:
     principal = require(Scope.ADMIN)
     page = get_services().catalog.list_plans(principal.tenant_id, page_size(query("limit")), query("cursor"))
@@ -385,7 +385,7 @@ def list_plans() -> Response[str]:
 
 
 @app.get("/v1/plans/<plan_id>", summary="A plan: the latest version, or ?version=n")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_plan(plan_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     version = query_version(query("version"))
@@ -397,7 +397,7 @@ def get_plan(plan_id: str) -> Response[str]:
 
 
 @app.post("/v1/subscriptions", summary="Subscribe a customer to a plan (201; one at a time per customer)")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def post_subscription() -> Response[str]:
     principal = require(Scope.ADMIN)
     body = raw_body()
@@ -411,7 +411,7 @@ def post_subscription() -> Response[str]:
 
 
 @app.get("/v1/subscriptions/<subscription_id>", summary="One subscription with its plan segments")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_subscription(subscription_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     record = get_services().catalog.get_subscription(principal.tenant_id, subscription_id)
@@ -419,7 +419,7 @@ def get_subscription(subscription_id: str) -> Response[str]:
 
 
 @app.post("/v1/subscriptions/<subscription_id>/change-plan", summary="Move a subscription to another plan")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def post_change_plan(subscription_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     body = raw_body()
@@ -435,7 +435,7 @@ def post_change_plan(subscription_id: str) -> Response[str]:
 @app.post(
     "/v1/subscriptions/<subscription_id>/cancel", summary="Cancel a subscription (now, or at a given time)"
 )
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def post_cancel(subscription_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     body = raw_body()
@@ -454,7 +454,7 @@ def post_cancel(subscription_id: str) -> Response[str]:
 
 
 @app.post("/v1/billing-runs", summary="Close every period that ended (plus grace) before as_of (202)")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def post_billing_run() -> Response[str]:
     principal = require(Scope.ADMIN)
     body = raw_body()
@@ -482,7 +482,7 @@ def post_billing_run() -> Response[str]:
 
 
 @app.get("/v1/billing-runs/<run_id>", summary="A billing run: running, succeeded or failed")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_billing_run(run_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     known_shape(run_id, "billing run")
@@ -492,7 +492,7 @@ def get_billing_run(run_id: str) -> Response[str]:
 
 
 @app.get("/v1/invoices", summary="A customer's invoices (?customer_id=), a page at a time")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def list_invoices() -> Response[str]:
     principal = require(Scope.ADMIN)
     customer_id = query("customer_id")
@@ -507,7 +507,7 @@ def list_invoices() -> Response[str]:
 
 
 @app.get("/v1/invoices/<invoice_id>", summary="One invoice with its lines, tax and amounts")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_invoice(invoice_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     known_shape(invoice_id, "invoice")
@@ -518,7 +518,7 @@ def get_invoice(invoice_id: str) -> Response[str]:
 
 
 @app.get("/v1/customers/<customer_id>/ledger", summary="The customer's journal entries and balances")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_ledger(customer_id: str) -> Response[str]:
     principal = require(Scope.ADMIN)
     services = get_services()
@@ -552,7 +552,7 @@ def openapi() -> Response[str]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:

@@ -257,3 +257,16 @@ def test_openapi_document_lists_the_routes() -> None:
 
     assert status == 200
     assert {"/v1/events", "/v1/events/{event_id}"} <= set(body["paths"])
+
+
+def test_a_body_nested_too_deeply_is_400() -> None:
+    status, body, _ = call_api(api_event("POST", "/v1/events", raw_body="[" * 50000 + "]" * 50000))
+
+    assert (status, body["error"]["code"]) == (400, "malformed_json")
+
+
+def test_a_lone_surrogate_in_a_property_is_422_not_500() -> None:
+    raw = '{"id": "e1", "customer_id": "cus_1", "type": "t", "properties": {"x": "\\ud800"}}'
+    status, body, _ = call_api(api_event("POST", "/v1/events", raw_body=raw))
+
+    assert (status, body["error"]["code"]) == (422, "invalid_field")

@@ -61,3 +61,27 @@ def test_schema_invalid_event_is_parked_alone() -> None:
     [parked] = dlq_messages()
     assert json.loads(parked["Body"])["events"][0]["id"] == "evt_bad"
     assert parked["MessageAttributes"]["failure_code"]["StringValue"] == "schema_invalid"
+
+
+def test_an_event_the_table_refuses_for_good_is_parked_alone_after_the_others_are_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from billing.bootstrap import get_services
+    from billing.domain.errors import EventRefused
+
+    store = get_services().event_store
+    real = store.put_if_absent
+
+    def refuse_one(event, stored_at):  # type: ignore[no-untyped-def]
+        if event.event_id == "evt_0002":
+            raise EventRefused("events table: Item size has exceeded the maximum allowed size")
+        return real(event, stored_at)
+
+    monkeypatch.setattr(store, "put_if_absent", refuse_one)
+
+    assert handler(load_event("sqs_ingest_batch.json"), new_context("consumer")) == {"batchItemFailures": []}
+
+    assert stored_event_ids() == {"evt_0001"}
+    [parked] = dlq_messages()
+    assert json.loads(parked["Body"])["events"][0]["id"] == "evt_0002"
+    assert parked["MessageAttributes"]["failure_code"]["StringValue"] == "unstorable"

@@ -130,3 +130,29 @@ def test_every_luhn_valid_number_is_stripped_under_any_policy(number: int) -> No
     for policy in (PiiPolicy(), PiiPolicy(allow=("v",))):
         kept, _ = strip_properties({"v": digits, "w": number}, policy)
         assert kept == {}
+
+
+def test_personal_data_in_property_names_is_dropped_too() -> None:
+    kept, report = strip_properties({"4111111111111111": True, "jane@example.com": 1, "ok": 2}, PiiPolicy())
+
+    assert kept == {"ok": 2}
+    assert report.counts == {"card": 1, "email": 1}
+
+
+def test_a_card_number_as_a_nested_name_is_dropped_under_an_allow_list() -> None:
+    kept, report = strip_properties({"k": {"4111111111111111": 1, "x": 2}}, PiiPolicy(allow=("k",)))
+
+    assert kept == {"k": {"x": 2}}
+    assert report.counts["card"] == 1
+
+
+@pytest.mark.parametrize("number", [Decimal("4111111111111111.0"), Decimal("4.111111111111111E+15")])
+def test_a_card_number_written_as_a_decimal_is_still_a_card_number(number: Decimal) -> None:
+    assert classify_value(number) == "card"
+
+
+@pytest.mark.parametrize(
+    "number", [Decimal("1E+999999999"), Decimal("-1E+999999999"), Decimal("1E-999999999"), 10**400]
+)
+def test_huge_numbers_are_not_card_numbers_and_are_judged_at_once(number: Decimal | int) -> None:
+    assert classify_value(number) is None

@@ -233,3 +233,35 @@ event_like = st.dictionaries(
 def test_parse_event_answers_any_json_with_an_event_or_invalid_event(raw: object) -> None:
     with contextlib.suppress(InvalidEvent):
         assert isinstance(parse(raw), UsageEvent)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        Decimal("0E-500"),  # zero, but with an exponent DynamoDB clamps
+        Decimal("0E+500"),
+        Decimal("1." + "0" * 42),  # 43 digits: trailing zeros are digits DynamoDB must keep
+        Decimal("1E+127"),
+        Decimal("1" * 39),
+    ],
+)
+def test_numbers_dynamodb_cannot_store_exactly_are_rejected_at_the_door(number: Decimal) -> None:
+    assert problem({"id": "a", "customer_id": "c", "type": "t", "properties": {"v": number}}) == (
+        "invalid_field",
+        "properties",
+    )
+
+
+@pytest.mark.parametrize("number", [Decimal("0"), Decimal("1E-130"), Decimal("9.99E+125"), Decimal("1" * 38)])
+def test_numbers_at_dynamodbs_limits_are_accepted(number: Decimal) -> None:
+    assert (
+        parse({"id": "a", "customer_id": "c", "type": "t", "properties": {"v": number}}).properties["v"]
+        == number
+    )
+
+
+@pytest.mark.parametrize("properties", [{"x": "\ud800"}, {"\udfff": 1}, {"n": ["ok", {"y": "a\ud800b"}]}])
+def test_text_that_is_not_valid_unicode_is_rejected(properties: dict) -> None:
+    assert (
+        problem({"id": "a", "customer_id": "c", "type": "t", "properties": properties})[0] == "invalid_field"
+    )

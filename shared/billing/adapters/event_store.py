@@ -11,7 +11,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from billing.adapters.aws_errors import error_code, is_transient
-from billing.domain.errors import TransientFailure
+from billing.domain.errors import EventRefused, TransientFailure
 from billing.domain.usage_events import UsageEvent, format_timestamp, shard_for
 
 _serializer = TypeSerializer()
@@ -72,8 +72,11 @@ class DynamoEventStore:
             "stored_at": {"S": stored_at},
             "status": {"S": "counted"},
             "content_hash": {"S": content_hash},
-            "properties": _serializer.serialize(event.properties),
         }
+        try:
+            item["properties"] = _serializer.serialize(event.properties)
+        except (TypeError, ArithmeticError) as exc:
+            raise EventRefused(f"properties cannot be stored: {type(exc).__name__}") from exc
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -90,6 +93,10 @@ class DynamoEventStore:
                 return PutOutcome.DUPLICATE
             if is_transient(exc):
                 raise TransientFailure(f"events table: {error_code(exc)}") from exc
+            if error_code(exc) == "ValidationException":
+                raise EventRefused(
+                    f"events table: {exc.response.get('Error', {}).get('Message', '')}"
+                ) from exc
             raise
         return PutOutcome.STORED
 

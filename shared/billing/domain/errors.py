@@ -59,6 +59,12 @@ class PoisonMessage(BillingError):
     code = "poison_message"
 
 
+class EventRefused(BillingError):
+    """The store refuses one event for good (it can never be stored as it is): it is parked with why."""
+
+    code = "unstorable"
+
+
 class TransientFailure(BillingError):
     """A dependency is throttling or unavailable; retrying later is expected to succeed."""
 

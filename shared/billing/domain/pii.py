@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -101,9 +102,14 @@ def strip_properties(properties: dict[str, Any], policy: PiiPolicy) -> tuple[dic
         allowed = set(policy.allow)
         kept = {key: value for key, value in properties.items() if key in allowed}
         counts["key_allowlist"] += len(properties) - len(kept)
-        return _strip_cards(kept, counts), StripReport(counts)
+        return _strip(kept, _card_kind, _card_kind, counts), StripReport(counts)
     extra_names = {_normalize(name) for name in policy.deny}
-    return _strip_denied(properties, extra_names, counts), StripReport(counts)
+
+    def judge_key(key: str) -> str | None:
+        # A property's name may itself be personal data ({"jane@example.com": 1}).
+        return "key_denylist" if _denied_name(key, extra_names) else classify_value(key)
+
+    return _strip(properties, judge_key, classify_value, counts), StripReport(counts)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -124,7 +130,15 @@ def looks_like_card_number(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int | Decimal):
-        text = str(value)
+        if isinstance(value, Decimal):
+            # Card numbers have 13 to 19 digits: look no further (int() of 1E+999999999 would never end).
+            if not value.is_finite() or not 12 <= value.adjusted() <= 18:
+                return False
+            if value != value.to_integral_value():
+                return False
+        elif not 10**12 <= abs(value) < 10**19:
+            return False
+        text = str(int(value))  # 4.111111111111111E+15 is the same number as 4111111111111111
         return text.isdigit() and luhn_valid(text)
     if not isinstance(value, str):
         return False
@@ -154,49 +168,36 @@ def classify_value(value: Any) -> str | None:
     return None
 
 
-def _strip_denied(value: Any, extra_names: set[str], counts: Counter[str]) -> Any:
+def _strip(
+    value: Any,
+    judge_key: Callable[[str], str | None],
+    judge_value: Callable[[Any], str | None],
+    counts: Counter[str],
+) -> Any:
+    """Drop, at every depth, each property whose name or value a judge names a kind of; count by kind."""
     if isinstance(value, dict):
         kept: dict[str, Any] = {}
         for key, item in value.items():
-            if _denied_name(key, extra_names):
-                counts["key_denylist"] += 1
-                continue
-            kind = classify_value(item)
+            kind = judge_key(key) or judge_value(item)
             if kind is not None:
                 counts[kind] += 1
                 continue
-            kept[key] = _strip_denied(item, extra_names, counts)
+            kept[key] = _strip(item, judge_key, judge_value, counts)
         return kept
     if isinstance(value, list):
         kept_items = []
         for item in value:
-            kind = classify_value(item)
+            kind = judge_value(item)
             if kind is not None:
                 counts[kind] += 1
                 continue
-            kept_items.append(_strip_denied(item, extra_names, counts))
+            kept_items.append(_strip(item, judge_key, judge_value, counts))
         return kept_items
     return value
 
 
-def _strip_cards(value: Any, counts: Counter[str]) -> Any:
-    if isinstance(value, dict):
-        kept: dict[str, Any] = {}
-        for key, item in value.items():
-            if looks_like_card_number(item):
-                counts["card"] += 1
-                continue
-            kept[key] = _strip_cards(item, counts)
-        return kept
-    if isinstance(value, list):
-        kept_items = []
-        for item in value:
-            if looks_like_card_number(item):
-                counts["card"] += 1
-                continue
-            kept_items.append(_strip_cards(item, counts))
-        return kept_items
-    return value
+def _card_kind(value: Any) -> str | None:
+    return "card" if looks_like_card_number(value) else None
 
 
 def _normalize(name: str) -> str:

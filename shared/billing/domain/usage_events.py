@@ -10,7 +10,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from typing import Any
 
 from billing.domain import canonical_json
@@ -21,10 +21,9 @@ MAX_ID_LENGTH = 128
 MAX_TYPE_LENGTH = 128
 MAX_PROPERTY_KEY_LENGTH = 256
 MAX_PROPERTY_DEPTH = 6
-# DynamoDB numbers: up to 38 significant digits, magnitude within 1E-130 .. 9.99E+125.
-MAX_NUMBER_DIGITS = 38
-MAX_NUMBER_EXPONENT = 125
-MIN_NUMBER_EXPONENT = -130
+# DynamoDB numbers (the context boto3 serializes with): 38 digits, exponents -128..126, and any
+# rounding, clamping or underflow is an error rather than a silently different number.
+_STORABLE = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 
 
 @dataclass(frozen=True)
@@ -249,11 +248,14 @@ def _check_properties(value: Any, depth: int = 0, path: str = "properties") -> N
                     code="invalid_field",
                     field="properties",
                 )
+            _check_text(key, path)
             _check_properties(item, depth + 1, f"{path}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_properties(item, depth + 1, f"{path}[{index}]")
-    elif isinstance(value, bool) or value is None or isinstance(value, str):
+    elif isinstance(value, str):
+        _check_text(value, path)
+    elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int | Decimal):
         _check_number(Decimal(value), path)
@@ -262,17 +264,24 @@ def _check_properties(value: Any, depth: int = 0, path: str = "properties") -> N
 
 
 def _check_number(number: Decimal, path: str) -> None:
+    """Exactly what DynamoDB can store: 38 significant digits, exponents -128..126, nothing rounded."""
     if not number.is_finite():
         raise InvalidEvent(f"{path} is not a finite number", code="invalid_field", field="properties")
-    if number.is_zero():
-        return
-    # Count significant digits without normalize(): that would round to the context's 28 digits.
-    digits = len(str(int("".join(map(str, number.as_tuple().digits)))).rstrip("0"))
-    magnitude = number.adjusted()
-    if digits > MAX_NUMBER_DIGITS or not MIN_NUMBER_EXPONENT <= magnitude <= MAX_NUMBER_EXPONENT:
+    try:
+        _STORABLE.create_decimal(number)
+    except ArithmeticError:
         raise InvalidEvent(
             f"{path} has more precision or magnitude than can be stored (38 significant digits, "
             "magnitude 1E-130 to 9.99E+125)",
             code="invalid_field",
             field="properties",
-        )
+        ) from None
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEvent(
+            f"{path} is not valid Unicode text (a lone surrogate)", code="invalid_field", field="properties"
+        ) from None

@@ -13,7 +13,13 @@ from typing import Any, Protocol
 from aws_lambda_powertools.metrics import MetricUnit
 
 from billing.domain import canonical_json
-from billing.domain.errors import InvalidEvent, MalformedRequest, PayloadTooLarge, PoisonMessage
+from billing.domain.errors import (
+    EventRefused,
+    InvalidEvent,
+    MalformedRequest,
+    PayloadTooLarge,
+    PoisonMessage,
+)
 from billing.domain.ingest_messages import IngestMessage, decode_message, pack_events
 from billing.domain.pii import strip_properties
 from billing.domain.tenants import PiiPolicy, Tenant
@@ -79,6 +85,10 @@ def read_ingest_request(body: bytes, content_type: str | None) -> IngestRequest:
         raise MalformedRequest("request body is empty", code="malformed_json")
     try:
         data = canonical_json.loads(body)
+    except RecursionError:
+        raise MalformedRequest(
+            "request body nests too deeply to be an event", code="malformed_json"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedRequest(f"request body is not valid JSON: {exc}", code="malformed_json") from None
 
@@ -254,27 +264,34 @@ class IngestConsumer:
             return result
 
         events: list[UsageEvent] = []
+        unreadable: list[tuple[Any, str]] = []
         for raw in raw_events:
             try:
                 events.append(UsageEvent.from_message(tenant_id, raw))
             except InvalidEvent as problem:
-                # One bad event never holds the others back; it is parked on its own.
-                single = IngestMessage(tenant_id, (raw,)) if isinstance(raw, dict) else None
-                self._dead_letter(
-                    single.body() if single else body, "schema_invalid", problem.message, message_id
-                )
-                result.dead_lettered += 1
+                unreadable.append((raw, problem.message))
 
         stored_at = format_timestamp(self._clock())
-        outcomes = list(self._pool.map(lambda event: self._store.put_if_absent(event, stored_at), events))
-        for outcome in outcomes:
-            value = str(outcome)
-            if value == "stored":
+        # A transient failure raises out of here (SQS redelivers the message; stored events then count as
+        # duplicates); an event the table refuses for good is parked on its own, the others go on.
+        outcomes = list(self._pool.map(lambda event: self._put(event, stored_at), events))
+        for event, outcome in zip(events, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                unreadable.append(
+                    (event.to_message(), f"the events table refused it: {type(outcome).__name__}")
+                )
+            elif str(outcome) == "stored":
                 result.stored += 1
-            elif value == "duplicate":
+            elif str(outcome) == "duplicate":
                 result.duplicates += 1
             else:
                 result.conflicts += 1
+        # Parked last, once every put went through: a redelivered message does not park them twice.
+        for raw, reason in unreadable:
+            single = IngestMessage(tenant_id, (raw,)) if isinstance(raw, dict) else None
+            code = "unstorable" if reason.startswith("the events table") else "schema_invalid"
+            self._dead_letter(single.body() if single else body, code, reason, message_id)
+            result.dead_lettered += 1
         metrics.add_metric(name="EventsStored", unit=MetricUnit.Count, value=result.stored)
         metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=result.duplicates)
         if result.conflicts:
@@ -291,6 +308,16 @@ class IngestConsumer:
             },
         )
         return result
+
+    def _put(self, event: UsageEvent, stored_at: str) -> Any:
+        try:
+            return self._store.put_if_absent(event, stored_at)
+        except EventRefused as exc:  # the item itself is unacceptable: retrying cannot change that
+            logger.warning(
+                "event refused by the events table",
+                extra={"event_id": event.event_id, "error": type(exc).__name__},
+            )
+            return exc
 
     def _dead_letter(self, body: str, code: str, reason: str, message_id: str) -> None:
         self._dead_letters.send(body, reason_code=code, reason=reason, source_message_id=message_id)
