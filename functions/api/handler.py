@@ -517,6 +517,20 @@ def get_invoice(invoice_id: str) -> Response[str]:
     return json_response(HTTPStatus.OK, stored.data)
 
 
+@app.post("/v1/invoices/<invoice_id>/payments", summary="Record a payment received outside the gateways")
+@tracer.capture_method(capture_response=False)
+def post_payment(invoice_id: str) -> Response[str]:
+    principal = require(Scope.ADMIN)
+    body = raw_body()
+
+    def operation() -> tuple[int, dict[str, Any]]:
+        data = read_catalog_request(body)
+        created, payment = get_services().payments.record(principal.tenant_id, invoice_id, data)
+        return (HTTPStatus.CREATED if created else HTTPStatus.OK), payment
+
+    return idempotently(principal, operation)
+
+
 @app.get("/v1/customers/<customer_id>/ledger", summary="The customer's journal entries and balances")
 @tracer.capture_method(capture_response=False)
 def get_ledger(customer_id: str) -> Response[str]:

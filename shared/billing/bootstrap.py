@@ -33,6 +33,7 @@ from billing.services.catalog import CatalogService
 from billing.services.cycle_close import BillingRuns, CloseSettings, CycleCloseService, TaxQuoter
 from billing.services.idempotent_requests import IdempotentRequests
 from billing.services.ingest import CachedTenantPolicies, IngestConsumer, IngestService
+from billing.services.payments import PaymentService
 from billing.services.taxation import TaxationService
 from billing.services.tenants import TenantService
 from billing.services.usage import UsageService
@@ -122,6 +123,10 @@ class Services:
     @cached_property
     def invoice_store(self) -> DynamoInvoiceStore:
         return DynamoInvoiceStore(self.settings.billing_table, self.ledger_store, self.dynamodb)
+
+    @cached_property
+    def payments(self) -> PaymentService:
+        return PaymentService(self.invoice_store, utc_now)
 
     @cached_property
     def tax_engine(self) -> TaxQuoter:

@@ -21,7 +21,7 @@ from billing.adapters.billing_runs import DuePeriod, due_item, due_key
 from billing.adapters.catalog_store import query_page
 from billing.adapters.ledger_store import DynamoLedgerStore, LedgerHead
 from billing.domain import canonical_json
-from billing.domain.errors import TransientFailure
+from billing.domain.errors import Conflict, TransientFailure
 from billing.domain.ledger.transactions import JournalTransaction
 from billing.services.catalog import Page
 
@@ -44,6 +44,10 @@ class StoredInvoice:
 
 def invoice_key(tenant_id: str, invoice_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"TENANT#{tenant_id}#INVOICE#{invoice_id}"}, "sk": {"S": "INVOICE"}}
+
+
+def payment_key(tenant_id: str, payment_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"TENANT#{tenant_id}#PAYMENT#{payment_id}"}, "sk": {"S": "PAYMENT"}}
 
 
 def invoices_index(tenant_id: str, customer_id: str) -> str:
@@ -143,6 +147,85 @@ class DynamoInvoiceStore:
                 raise
             return entries
         raise TransientFailure(f"the ledger of customer {customer_id} kept moving; retry")
+
+    # -- payments -----------------------------------------------------------------------------------
+
+    def get_payment(self, tenant_id: str, payment_id: str) -> dict[str, Any] | None:
+        item = self._client.get_item(
+            TableName=self._table, Key=payment_key(tenant_id, payment_id), ConsistentRead=True
+        ).get("Item")
+        return None if not item else dict(canonical_json.loads(item["data"]["S"]))
+
+    def record_payment(
+        self,
+        tenant_id: str,
+        before: dict[str, Any],
+        invoice: dict[str, Any],
+        payment: dict[str, Any],
+        booking: Callable[[], JournalTransaction],
+    ) -> None:
+        """The payment, the invoice's new amounts and the journal entries, all or nothing.
+
+        The invoice is updated only if it is still `before`, what the caller read (its stored JSON): a payment
+        recorded meanwhile makes this one a Conflict to retry, never a double settlement.
+        """
+        transaction = booking()
+        for _ in range(MAX_HEAD_RACES):
+            head = self._ledger.head(tenant_id, str(invoice["customer_id"]))
+            ledger_actions, _entries = self._ledger.append_items(tenant_id, head, transaction)
+            actions = [
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            **payment_key(tenant_id, str(payment["id"])),
+                            "entity": {"S": "payment"},
+                            "tenant_id": {"S": tenant_id},
+                            "invoice_id": {"S": str(invoice["id"])},
+                            "data": {"S": canonical_json.dumps(payment)},
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": invoice_key(tenant_id, str(invoice["id"])),
+                        "UpdateExpression": "SET #data = :new, #status = :status",
+                        "ConditionExpression": "#data = :old",
+                        "ExpressionAttributeNames": {"#data": "data", "#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":new": {"S": canonical_json.dumps(invoice)},
+                            ":old": {"S": canonical_json.dumps(before)},
+                            ":status": {"S": str(invoice["status"])},
+                        },
+                    }
+                },
+                *ledger_actions,
+            ]
+            try:
+                self._client.transact_write_items(TransactItems=actions)
+            except ClientError as exc:
+                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+                if error_code(exc) == "TransactionCanceledException" and reasons:
+                    if reasons[0] == "ConditionalCheckFailed":
+                        raise Conflict(
+                            "this payment reference was recorded meanwhile", code="payment_exists"
+                        ) from exc
+                    if reasons[1] == "ConditionalCheckFailed":
+                        raise Conflict(
+                            "the invoice changed while this payment was recorded; retry",
+                            code="invoice_changed",
+                        ) from exc
+                    if "ConditionalCheckFailed" in reasons:
+                        continue  # the ledger head moved: chain after it
+                    if any(code in ("ThrottlingError", "TransactionConflict") for code in reasons):
+                        raise TransientFailure(f"billing table busy: {','.join(reasons)}") from exc
+                if is_transient(exc):
+                    raise TransientFailure(f"billing table: {error_code(exc)}") from exc
+                raise
+            return
+        raise TransientFailure(f"the ledger of customer {invoice['customer_id']} kept moving; retry")
 
     @staticmethod
     def _invoice_item(tenant_id: str, invoice: dict[str, Any]) -> dict[str, Any]:
