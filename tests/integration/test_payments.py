@@ -43,9 +43,7 @@ def test_a_partial_then_a_final_payment_settle_the_invoice_and_the_receivable(in
     assert (first["invoice"]["amount_paid"], first["invoice"]["amount_due"]) == ("20.00", "39.00")
     assert balances()["receivable"] == "39.00"
 
-    status, _ = api(
-        "POST", f"/v1/invoices/{invoice_id}/payments", {"amount": "39.00", "reference": "wire-2"}
-    )
+    status, _ = api("POST", f"/v1/invoices/{invoice_id}/payments", {"amount": "39.00", "reference": "wire-2"})
 
     assert status == 201
     invoice = api("GET", f"/v1/invoices/{invoice_id}")[1]
