@@ -97,56 +97,39 @@ class DynamoInvoiceStore:
         the head, so the entries chain after whatever was appended in between). Raises
         InvoiceAlreadyFinalized when the invoice exists, TransientFailure when throttled.
         """
-        customer_id = str(invoice["customer_id"])
-        for _ in range(MAX_HEAD_RACES):
-            head = self._ledger.head(tenant_id, customer_id)
-            actions = [
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": self._invoice_item(tenant_id, invoice),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            "pk": invoice_key(tenant_id, str(invoice["id"]))["pk"],
-                            "sk": {"S": "AUDIT"},
-                            "entity": {"S": "audit_record"},
-                            "tenant_id": {"S": tenant_id},
-                            "data": {"S": canonical_json.dumps(audit)},
-                            "sha256": {"S": canonical_json.sha256_hex(audit)},
-                        },
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-                {"Delete": {"TableName": self._table, "Key": due_key(due)}},
-            ]
-            if next_due is not None:
-                actions.append({"Put": {"TableName": self._table, "Item": due_item(next_due)}})
-            transaction = booking(head)
-            entries: list[Any] = []
-            if transaction is not None:
-                ledger_actions, entries = self._ledger.append_items(tenant_id, head, transaction)
-                actions.extend(ledger_actions)
-            try:
-                self._client.transact_write_items(TransactItems=actions)
-            except ClientError as exc:
-                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-                if error_code(exc) == "TransactionCanceledException" and reasons:
-                    if reasons[0] == "ConditionalCheckFailed":
-                        raise InvoiceAlreadyFinalized(str(invoice["id"])) from exc
-                    if "ConditionalCheckFailed" in reasons:
-                        continue  # another writer moved the ledger head: re-read it and chain after it
-                    if any(code in ("ThrottlingError", "TransactionConflict") for code in reasons):
-                        raise TransientFailure(f"billing table busy: {','.join(reasons)}") from exc
-                if is_transient(exc):
-                    raise TransientFailure(f"billing table: {error_code(exc)}") from exc
-                raise
-            return entries
-        raise TransientFailure(f"the ledger of customer {customer_id} kept moving; retry")
+        facts = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": self._invoice_item(tenant_id, invoice),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        "pk": invoice_key(tenant_id, str(invoice["id"]))["pk"],
+                        "sk": {"S": "AUDIT"},
+                        "entity": {"S": "audit_record"},
+                        "tenant_id": {"S": tenant_id},
+                        "data": {"S": canonical_json.dumps(audit)},
+                        "sha256": {"S": canonical_json.sha256_hex(audit)},
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {"Delete": {"TableName": self._table, "Key": due_key(due)}},
+        ]
+        if next_due is not None:
+            facts.append({"Put": {"TableName": self._table, "Item": due_item(next_due)}})
+        return self._write_with_ledger(
+            tenant_id,
+            str(invoice["customer_id"]),
+            facts,
+            booking,
+            guards={0: lambda: InvoiceAlreadyFinalized(str(invoice["id"]))},
+        )
 
     # -- payments -----------------------------------------------------------------------------------
 
@@ -169,63 +152,88 @@ class DynamoInvoiceStore:
         The invoice is updated only if it is still `before`, what the caller read (its stored JSON): a payment
         recorded meanwhile makes this one a Conflict to retry, never a double settlement.
         """
-        transaction = booking()
+        facts = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        **payment_key(tenant_id, str(payment["id"])),
+                        "entity": {"S": "payment"},
+                        "tenant_id": {"S": tenant_id},
+                        "invoice_id": {"S": str(invoice["id"])},
+                        "data": {"S": canonical_json.dumps(payment)},
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": invoice_key(tenant_id, str(invoice["id"])),
+                    "UpdateExpression": "SET #data = :new, #status = :status",
+                    "ConditionExpression": "#data = :old",
+                    "ExpressionAttributeNames": {"#data": "data", "#status": "status"},
+                    "ExpressionAttributeValues": {
+                        ":new": {"S": canonical_json.dumps(invoice)},
+                        ":old": {"S": canonical_json.dumps(before)},
+                        ":status": {"S": str(invoice["status"])},
+                    },
+                }
+            },
+        ]
+        transaction = booking()  # a payment's entries do not depend on where they chain
+        self._write_with_ledger(
+            tenant_id,
+            str(invoice["customer_id"]),
+            facts,
+            lambda _head: transaction,
+            guards={
+                0: lambda: Conflict("this payment reference was recorded meanwhile", code="payment_exists"),
+                1: lambda: Conflict(
+                    "the invoice changed while this payment was recorded; retry", code="invoice_changed"
+                ),
+            },
+        )
+
+    def _write_with_ledger(
+        self,
+        tenant_id: str,
+        customer_id: str,
+        facts: list[dict[str, Any]],
+        booking: Callable[[LedgerHead], JournalTransaction | None],
+        guards: dict[int, Callable[[], Exception]],
+    ) -> list[Any]:
+        """One TransactWriteItems: `facts` (the business items) and the journal entries `booking` makes.
+
+        A failed condition on the fact at index i raises `guards[i]()`; any other failed condition is the
+        ledger head having moved (another writer appended): re-read it, chain after it, try again.
+        Returns the journal entries written.
+        """
         for _ in range(MAX_HEAD_RACES):
-            head = self._ledger.head(tenant_id, str(invoice["customer_id"]))
-            ledger_actions, _entries = self._ledger.append_items(tenant_id, head, transaction)
-            actions = [
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            **payment_key(tenant_id, str(payment["id"])),
-                            "entity": {"S": "payment"},
-                            "tenant_id": {"S": tenant_id},
-                            "invoice_id": {"S": str(invoice["id"])},
-                            "data": {"S": canonical_json.dumps(payment)},
-                        },
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": invoice_key(tenant_id, str(invoice["id"])),
-                        "UpdateExpression": "SET #data = :new, #status = :status",
-                        "ConditionExpression": "#data = :old",
-                        "ExpressionAttributeNames": {"#data": "data", "#status": "status"},
-                        "ExpressionAttributeValues": {
-                            ":new": {"S": canonical_json.dumps(invoice)},
-                            ":old": {"S": canonical_json.dumps(before)},
-                            ":status": {"S": str(invoice["status"])},
-                        },
-                    }
-                },
-                *ledger_actions,
-            ]
+            head = self._ledger.head(tenant_id, customer_id)
+            transaction = booking(head)
+            entries: list[Any] = []
+            actions = list(facts)
+            if transaction is not None:
+                ledger_actions, entries = self._ledger.append_items(tenant_id, head, transaction)
+                actions.extend(ledger_actions)
             try:
                 self._client.transact_write_items(TransactItems=actions)
             except ClientError as exc:
                 reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
                 if error_code(exc) == "TransactionCanceledException" and reasons:
-                    if reasons[0] == "ConditionalCheckFailed":
-                        raise Conflict(
-                            "this payment reference was recorded meanwhile", code="payment_exists"
-                        ) from exc
-                    if reasons[1] == "ConditionalCheckFailed":
-                        raise Conflict(
-                            "the invoice changed while this payment was recorded; retry",
-                            code="invoice_changed",
-                        ) from exc
+                    for index, guard in guards.items():
+                        if index < len(reasons) and reasons[index] == "ConditionalCheckFailed":
+                            raise guard() from exc
                     if "ConditionalCheckFailed" in reasons:
-                        continue  # the ledger head moved: chain after it
+                        continue  # another writer moved the ledger head: re-read it and chain after it
                     if any(code in ("ThrottlingError", "TransactionConflict") for code in reasons):
                         raise TransientFailure(f"billing table busy: {','.join(reasons)}") from exc
                 if is_transient(exc):
                     raise TransientFailure(f"billing table: {error_code(exc)}") from exc
                 raise
-            return
-        raise TransientFailure(f"the ledger of customer {invoice['customer_id']} kept moving; retry")
+            return entries
+        raise TransientFailure(f"the ledger of customer {customer_id} kept moving; retry")
 
     @staticmethod
     def _invoice_item(tenant_id: str, invoice: dict[str, Any]) -> dict[str, Any]:
