@@ -43,8 +43,7 @@ from billing.domain.tax.model import (
 )
 from billing.domain.usage_events import UsageEvent, format_timestamp, parse_timestamp
 from billing.runtime import logger, metrics
-from billing.services.catalog import plan_loader
-from billing.services.usage import CatalogReader, EventsReader
+from billing.services.usage import CatalogReader, EventsReader, loaded_segments
 
 # ---- ports -------------------------------------------------------------------------------------------
 
@@ -166,11 +165,8 @@ class CycleCloseService:
         tenant_id = due.tenant_id
         customer, subscription = self._load(tenant_id, due)
         period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
-        plan_of = plan_loader(self._catalog, tenant_id)
-        segments = [
-            SubscriptionSegment(plan_of(segment.plan_id, segment.plan_version), segment.start, segment.end)
-            for segment in subscription.segments
-        ]
+        # Every segment: earlier periods are re-rated for late events too.
+        segments = loaded_segments(self._catalog, tenant_id, subscription)
         meters = {meter.key: meter for meter in self._catalog.all_meters(tenant_id)}
         adjustments = self._late_adjustments(tenant_id, customer, subscription, period, segments, meters)
         events = self._events.events_in(tenant_id, customer.id, period.start_utc, period.end_utc)

@@ -84,6 +84,22 @@ class EventPeriod:
     period: BillingPeriod
 
 
+def loaded_segments(
+    catalog: CatalogReader,
+    tenant_id: str,
+    subscription: SubscriptionRecord,
+    within: BillingPeriod | None = None,
+) -> list[SubscriptionSegment]:
+    """The subscription's segments with their plan versions loaded (each read once); `within` keeps only
+    those that overlap a period."""
+    plan_of = plan_loader(catalog, tenant_id)
+    return [
+        SubscriptionSegment(plan_of(segment.plan_id, segment.plan_version), segment.start, segment.end)
+        for segment in subscription.segments
+        if within is None or within.intersect(segment.start, segment.end) is not None
+    ]
+
+
 class UsageService:
     def __init__(self, catalog: CatalogReader, events: EventsReader) -> None:
         self._catalog = catalog
@@ -109,12 +125,7 @@ class UsageService:
                 "against a subscription's plan (POST /v1/subscriptions)",
                 code="no_subscription",
             )
-        plan_of = plan_loader(self._catalog, tenant_id)
-        segments = [
-            SubscriptionSegment(plan_of(segment.plan_id, segment.plan_version), segment.start, segment.end)
-            for segment in subscription.segments
-            if period.intersect(segment.start, segment.end) is not None
-        ]
+        segments = loaded_segments(self._catalog, tenant_id, subscription, within=period)
         meters = {meter.key: meter for meter in self._catalog.all_meters(tenant_id)}
         events = self._events.events_in(tenant_id, customer_id, period.start_utc, period.end_utc)
         invoice = build_invoice(
