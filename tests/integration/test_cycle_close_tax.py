@@ -3,13 +3,17 @@ then reconciled at the next close."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
+from importlib.resources import files
 from typing import Any
 
 import pytest
 
 from billing.bootstrap import get_services
+from billing.domain.tax.rules_engine import RulesEngine
+from billing.domain.tax.tables import DATA_FILES, TAX_CODES_FILE, TaxTables
 from billing.settings import get_settings
 from tests.integration.test_cycle_close import admin, close, invoice, set_up_customer
 from tests.integration.test_tax_provider import API_KEY, FakeTaxProvider
@@ -104,3 +108,51 @@ def test_a_provider_outage_is_estimated_and_reconciled_at_the_next_close(
     assert correction["amount"] == "0.24"  # 4.5% of 49.00 = 2.205 -> 2.20 (half-even); 2.20 - 1.96
     assert "estimated tax reconciled" in correction["description"]
     assert not any(line["tax_estimated"] for line in tax_lines(data))
+
+
+def tables_with_new_york_rate_change(on: str, new_rate: str) -> TaxTables:
+    """The shipped tables, with New York's 4% ending the day before `on` and `new_rate` from `on`."""
+    data = files("billing.domain.tax").joinpath("data")
+    documents = {name: json.loads(data.joinpath(name).read_text()) for name in DATA_FILES}
+    rules = documents["us_sales_tax.json"]["rules"]
+    [new_york] = [rule for rule in rules if rule["jurisdiction"] == "US-NY"]
+    rules.append({**new_york, "rule_id": "US-NY-NEW", "rate": new_rate, "effective_from": on})
+    new_york["effective_to"] = on
+    return TaxTables.from_documents(documents, json.loads(data.joinpath(TAX_CODES_FILE).read_text()))
+
+
+@pytest.mark.parametrize(
+    ("timezone", "december_starts"),
+    [("UTC", "2026-12-01T00:00:00Z"), ("America/New_York", "2026-12-01T05:00:00Z")],
+)
+def test_a_period_is_taxed_at_the_rates_of_its_last_local_day_not_of_the_day_after(
+    monkeypatch: pytest.MonkeyPatch, timezone: str, december_starts: str
+) -> None:
+    # New York's rate goes from 4% to 5% on January 1: December is taxed at December's 4%, in UTC (whose
+    # December ends at midnight, January 1 UTC) and in New York (whose December ends at 05:00 UTC).
+    configure(monkeypatch, BILLING_SELLER_TAX_REGISTRATIONS="US-NY")
+    services = get_services()
+    services.tax_engine = RulesEngine(tables_with_new_york_rate_change("2027-01-01", "0.05"))
+    set_up_customer(start="2026-12-01T00:00:00Z")
+    admin(
+        "POST",
+        "/v1/customers",
+        {
+            "id": "cus_2",
+            "currency": "USD",
+            "timezone": timezone,
+            "tax": {"country": "US", "region": "NY", "postal_code": "10001"},
+        },
+    )
+    admin(
+        "POST",
+        "/v1/subscriptions",
+        {"id": "sub_2", "customer_id": "cus_2", "plan_id": "pro", "start": december_starts},
+    )
+
+    finals = close("2027-01-02T06:00:00Z", customer_id="cus_2")
+
+    december = invoice(finals[-1]["invoice_id"])
+    assert december["period"]["start"].startswith("2026-12-01")
+    assert december["tax"] == "1.96"  # 4% of 49.00, not 5% (2.45)
+    assert [line["amount"] for line in tax_lines(december)] == ["1.96"]

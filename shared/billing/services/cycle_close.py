@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -244,14 +244,15 @@ class CycleCloseService:
         customer, subscription = self._load(due.tenant_id, due)
         invoice = item["invoice"]
         currency = Currency.of(invoice["currency"])
-        quote = self._quote(customer, invoice["lines"], str(invoice["id"]), due.period_end, currency)
+        period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
+        cycle = customer.billing.cycle
+        quote = self._quote(customer, invoice["lines"], str(invoice["id"]), cycle.last_day(period), currency)
         tax_lines = [] if quote is None else [line.to_json(currency) for line in quote.lines]
         decisions = [] if quote is None else [dict(decision) for decision in quote.decisions]
-        period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
         finalized = self._earlier_finalized(due.tenant_id, customer, subscription, period)
         for index, (old_period, old) in enumerate(finalized):
             old_lines = [line for line in old.data["lines"] if line["type"] != "tax"]
-            requote = self._quote(customer, old_lines, old.id, format_timestamp(old_period.end_utc), currency)
+            requote = self._quote(customer, old_lines, old.id, cycle.last_day(old_period), currency)
             if requote is None or any(line.estimated for line in requote.lines):
                 continue  # an estimate cannot settle an estimate: try again at the next close
             # Its own tax only: correction lines it carries are for even older invoices.
@@ -293,10 +294,11 @@ class CycleCloseService:
         customer: CustomerProfile,
         lines: list[dict[str, Any]],
         document_id: str,
-        period_end: str,
+        tax_date: date,
         currency: Currency,
     ) -> TaxQuote | None:
-        """The tax of some invoice lines, each part taxed where the customer was over its window."""
+        """The tax of some invoice lines, each part taxed where the customer was over its window, at the
+        rates in effect on `tax_date`: the period's last day in the customer's billing timezone."""
         if not customer.tax_history:
             return None  # no tax location known: nothing can be taxed (documented)
         history = [
@@ -323,7 +325,7 @@ class CycleCloseService:
                 location=_tax_location(current), tax_id=current.tax_id, exempt=current.exempt
             ),
             currency=currency,
-            tax_date=parse_timestamp(period_end).date(),
+            tax_date=tax_date,
             lines=tuple(part.taxable_line() for part in split_by_location(windows, history)),
             document_id=document_id,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 
 import pytest
@@ -166,3 +166,21 @@ def test_periods_between_are_contiguous(start: datetime, span: int, zone: str, a
     if span:
         assert periods[0].contains(start)
         assert periods[-1].contains(end - MICROSECOND)
+
+
+@pytest.mark.parametrize(
+    ("timezone", "instant", "last_day"),
+    [
+        # New York's March ends at April 1 04:00 UTC: an April date in UTC, March 31 where the customer is.
+        ("America/New_York", "2026-03-15T12:00:00Z", date(2026, 3, 31)),
+        ("UTC", "2026-12-15T12:00:00Z", date(2026, 12, 31)),
+        # Tongatapu (UTC+13): January runs from December 31 11:00 UTC to January 31 11:00 UTC.
+        ("Pacific/Tongatapu", "2026-01-15T00:00:00Z", date(2026, 1, 31)),
+    ],
+)
+def test_the_last_day_of_a_period_is_a_date_of_the_customers_calendar(
+    timezone: str, instant: str, last_day: date
+) -> None:
+    cycle = BillingCycle(timezone, 1)
+
+    assert cycle.last_day(cycle.period_containing(at(instant))) == last_day

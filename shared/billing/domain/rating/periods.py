@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -157,6 +157,12 @@ class BillingCycle:
 
     def next_period(self, period: BillingPeriod) -> BillingPeriod:
         return self.period_containing(period.end_utc)
+
+    def last_day(self, period: BillingPeriod) -> date:
+        """The local calendar date of the period's last instant: its end is the next period's first local
+        midnight, so this is the day before that, in this cycle's timezone (March in New York ends on
+        March 31 even though its exclusive end, April 1 04:00 UTC, is an April date in UTC)."""
+        return (period.end_utc - timedelta(microseconds=1)).astimezone(self.zone).date()
 
     def periods_between(self, start: datetime, end: datetime) -> list[BillingPeriod]:
         """Every period that overlaps [start, end), in order; empty when end <= start."""
