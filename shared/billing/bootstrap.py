@@ -31,8 +31,10 @@ from billing.domain.tax.rules_engine import RulesEngine
 from billing.domain.usage_events import EventLimits
 from billing.services.catalog import CatalogService
 from billing.services.cycle_close import BillingRuns, CloseSettings, CycleCloseService, TaxQuoter
-from billing.services.idempotent_requests import IdempotentRequests
+from billing.services.events import EventService
 from billing.services.ingest import CachedTenantPolicies, IngestConsumer, IngestService
+from billing.services.invoices import InvoiceService
+from billing.services.ledger import LedgerService
 from billing.services.payments import PaymentService
 from billing.services.taxation import TaxationService
 from billing.services.tenants import TenantService
@@ -94,6 +96,7 @@ class Services:
             dead_letters=SqsDeadLetters(self.settings.ingest_dlq_url, self.sqs),
             clock=utc_now,
             write_concurrency=self.settings.consumer_write_concurrency,
+            customers=self.catalog_store,
         )
 
     @cached_property
@@ -123,6 +126,18 @@ class Services:
     @cached_property
     def invoice_store(self) -> DynamoInvoiceStore:
         return DynamoInvoiceStore(self.settings.billing_table, self.ledger_store, self.dynamodb)
+
+    @cached_property
+    def invoices(self) -> InvoiceService:
+        return InvoiceService(self.invoice_store)
+
+    @cached_property
+    def ledger(self) -> LedgerService:
+        return LedgerService(self.ledger_store, self.catalog_store)
+
+    @cached_property
+    def events(self) -> EventService:
+        return EventService(self.event_store, self.events_reader, self.catalog_store, self.invoice_store)
 
     @cached_property
     def payments(self) -> PaymentService:
@@ -180,14 +195,14 @@ class Services:
         starter = StepFunctionsStarter(
             self.settings.cycle_close_state_machine_arn, boto3.client("stepfunctions", config=_BOTO_CONFIG)
         )
-        return BillingRuns(self.billing_runs_store, starter, utc_now)
+        return BillingRuns(self.billing_runs_store, starter, utc_now, customers=self.catalog_store)
 
     @cached_property
-    def idempotent_requests(self) -> IdempotentRequests:
-        layer = DynamoDBPersistenceLayer(
+    def idempotency_store(self) -> DynamoDBPersistenceLayer:
+        """Where `Idempotency-Key` records live (Powertools' persistence layer on DynamoDB)."""
+        return DynamoDBPersistenceLayer(
             table_name=self.settings.idempotency_table, boto3_client=self.dynamodb
         )
-        return IdempotentRequests(layer, self.settings.idempotency_ttl_seconds)
 
 
 def build_services(settings: Settings) -> Services:

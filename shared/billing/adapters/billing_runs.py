@@ -8,10 +8,8 @@ finalizes the invoice (see the invoice store), so a period is due until it is in
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -19,88 +17,23 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from billing.adapters.aws_errors import error_code
+from billing.adapters.keys import DUE_SHARDS, due_key, due_partition, run_key
+from billing.domain.billing_runs import BillingRun, DuePeriod
 
-DUE_SHARDS = 8
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
-@dataclass(frozen=True)
-class DuePeriod:
-    tenant_id: str
-    subscription_id: str
-    customer_id: str
-    period_start: str  # fixed-width UTC text, as `format_timestamp` writes it
-    period_end: str
-
-    def to_json(self) -> dict[str, str]:
-        return {
-            "tenant_id": self.tenant_id,
-            "subscription_id": self.subscription_id,
-            "customer_id": self.customer_id,
-            "period_start": self.period_start,
-            "period_end": self.period_end,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DuePeriod:
-        return cls(
-            tenant_id=str(data["tenant_id"]),
-            subscription_id=str(data["subscription_id"]),
-            customer_id=str(data["customer_id"]),
-            period_start=str(data["period_start"]),
-            period_end=str(data["period_end"]),
-        )
-
-
-def due_shard(tenant_id: str, subscription_id: str) -> int:
-    digest = hashlib.sha256(f"{tenant_id}\x00{subscription_id}".encode()).digest()
-    return digest[0] % DUE_SHARDS
-
-
-def due_key(due: DuePeriod) -> dict[str, Any]:
-    return {
-        "pk": {"S": f"DUE#{due_shard(due.tenant_id, due.subscription_id):02d}"},
-        "sk": {"S": f"{due.period_end}#{due.tenant_id}#{due.subscription_id}"},
-    }
-
-
 def due_item(due: DuePeriod) -> dict[str, Any]:
     return {
-        **due_key(due),
+        **due_key(due.tenant_id, due.subscription_id, due.period_end),
         **{name: {"S": value} for name, value in due.to_json().items()},
         "entity": {"S": "due_period"},
     }
 
 
-@dataclass
-class BillingRun:
-    id: str
-    tenant_id: str | None  # None: a scheduled run over every tenant
-    status: str  # running | succeeded | failed
-    as_of: str
-    customer_id: str | None
-    created_at: str
-    invoices: list[str] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    finished_at: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "as_of": self.as_of,
-            "customer_id": self.customer_id,
-            "created_at": self.created_at,
-            "finished_at": self.finished_at,
-            "invoices": self.invoices,
-            "errors": self.errors,
-        }
-
-
-def _run_key(tenant_id: str | None, run_id: str) -> dict[str, Any]:
-    owner = f"TENANT#{tenant_id}" if tenant_id else "SCHEDULED"
-    return {"pk": {"S": f"{owner}#RUN#{run_id}"}, "sk": {"S": "RUN"}}
+def due_item_key(due: DuePeriod) -> dict[str, Any]:
+    return due_key(due.tenant_id, due.subscription_id, due.period_end)
 
 
 class DynamoBillingRuns:
@@ -134,7 +67,7 @@ class DynamoBillingRuns:
             KeyConditionExpression="pk = :pk AND sk <= :cutoff",
             # "#" sorts before every character an id may hold after it, "\uffff" after all of them.
             ExpressionAttributeValues={
-                ":pk": {"S": f"DUE#{shard:02d}"},
+                ":pk": {"S": due_partition(shard)},
                 ":cutoff": {"S": f"{cutoff}#\uffff"},
             },
             ConsistentRead=True,
@@ -146,8 +79,9 @@ class DynamoBillingRuns:
 
     # -- runs -----------------------------------------------------------------------------------------
 
-    def create_run(self, run: BillingRun) -> None:
-        item = {**_run_key(run.tenant_id, run.id), **self._run_attributes(run)}
+    def create_run(self, run: BillingRun) -> bool:
+        """Record a new run; False (and nothing written) when a run with its id exists."""
+        item = {**run_key(run.tenant_id, run.id), **self._run_attributes(run)}
         try:
             self._client.put_item(
                 TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
@@ -155,10 +89,12 @@ class DynamoBillingRuns:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
+            return False
+        return True
 
     def get_run(self, tenant_id: str | None, run_id: str) -> BillingRun | None:
         item = self._client.get_item(
-            TableName=self._table, Key=_run_key(tenant_id, run_id), ConsistentRead=True
+            TableName=self._table, Key=run_key(tenant_id, run_id), ConsistentRead=True
         ).get("Item")
         if not item:
             return None
@@ -178,7 +114,7 @@ class DynamoBillingRuns:
     def finish_run(self, run: BillingRun) -> None:
         """Record the outcome; a second call with the same outcome changes nothing."""
         self._client.put_item(
-            TableName=self._table, Item={**_run_key(run.tenant_id, run.id), **self._run_attributes(run)}
+            TableName=self._table, Item={**run_key(run.tenant_id, run.id), **self._run_attributes(run)}
         )
 
     @staticmethod

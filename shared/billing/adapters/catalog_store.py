@@ -1,13 +1,8 @@
 """A tenant's catalog in the billing table: meters, customers, plan versions, subscriptions.
 
-Items (billing table, pk/sk + gsi1; `data` is the object as canonical JSON, numbers exact):
-  meter         pk=T#<tenant>#METERS               sk=METER#<key>
-  customer      pk=T#<tenant>#CUSTOMER#<id>        sk=PROFILE       revision
-                gsi1pk=T#<tenant>#CUSTOMERS        gsi1sk=CUSTOMER#<id>        (the tenant's customers)
-  plan head     pk=T#<tenant>#PLAN#<id>            sk=HEAD          latest_version, data = latest version
-                gsi1pk=T#<tenant>#PLANS            gsi1sk=PLAN#<id>            (the tenant's plans)
-  plan version  pk=T#<tenant>#PLAN#<id>            sk=VERSION#<000001>  version  (immutable)
-  subscription  pk=T#<tenant>#SUBSCRIPTION#<id>    sk=PROFILE       customer_id, status, revision
+Items (billing table, keys from `billing.adapters.keys`; `data` is the object's record from
+`billing.adapters.records` as canonical JSON, numbers exact): meters, customers (with a `revision`),
+plan heads (the latest version) and immutable plan versions, subscriptions (with a `revision`).
 Every item also has entity, tenant_id and created_at. Customer items hold personal data (name, e-mail,
 tax ids): stream consumers must pick items by `entity` and never log `data`.
 
@@ -20,74 +15,41 @@ base64 of the last key).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import boto3
 from botocore.exceptions import ClientError
 
-from billing.adapters.aws_errors import error_code, is_transient
-from billing.adapters.billing_runs import DuePeriod, due_item
-from billing.domain import canonical_json
-from billing.domain.catalog import (
-    CustomerProfile,
-    MeterRecord,
-    PlanRecord,
-    SubscriptionRecord,
-    parse_instant,
+from billing.adapters import records
+from billing.adapters.aws_errors import error_code
+from billing.adapters.billing_runs import due_item
+from billing.adapters.dynamo import call, query_page, transact
+from billing.adapters.keys import (
+    CUSTOMER_PREFIX,
+    GSI1,
+    METER_PREFIX,
+    PLAN_PREFIX,
+    customer_key,
+    customers_index,
+    meter_key,
+    meters_partition,
+    plan_key,
+    plans_index,
+    subscription_key,
+    tenant_prefix,
 )
-from billing.domain.errors import Conflict, MalformedRequest, TransientFailure
+from billing.domain import canonical_json
+from billing.domain.billing_runs import DuePeriod
+from billing.domain.catalog import CustomerProfile, MeterRecord, PlanRecord, SubscriptionRecord, parse_instant
+from billing.domain.errors import Conflict, StaleRevision
+from billing.domain.pages import Page
 from billing.domain.rating.meters import Meter
 from billing.domain.rating.periods import format_instant
 from billing.domain.rating.plans import Plan
 from billing.domain.usage_events import format_timestamp
-from billing.services.catalog import Page, StaleRevision
-
-GSI1 = "gsi1"
-PROFILE_SK = "PROFILE"
-HEAD_SK = "HEAD"
-METER_PREFIX = "METER#"
-VERSION_PREFIX = "VERSION#"
-CUSTOMER_PREFIX = "CUSTOMER#"
-PLAN_PREFIX = "PLAN#"
-MAX_CURSOR_LENGTH = 4096
 
 T = TypeVar("T")
-
-
-def meters_partition(tenant_id: str) -> str:
-    return f"T#{tenant_id}#METERS"
-
-
-def customer_partition(tenant_id: str, customer_id: str) -> str:
-    return f"T#{tenant_id}#CUSTOMER#{customer_id}"
-
-
-def customers_index_partition(tenant_id: str) -> str:
-    return f"T#{tenant_id}#CUSTOMERS"
-
-
-def plan_partition(tenant_id: str, plan_id: str) -> str:
-    return f"T#{tenant_id}#PLAN#{plan_id}"
-
-
-def plans_index_partition(tenant_id: str) -> str:
-    return f"T#{tenant_id}#PLANS"
-
-
-def subscription_partition(tenant_id: str, subscription_id: str) -> str:
-    return f"T#{tenant_id}#SUBSCRIPTION#{subscription_id}"
-
-
-def version_sort_key(version: int) -> str:
-    return f"{VERSION_PREFIX}{version:06d}"
-
-
-def _key(pk: str, sk: str) -> dict[str, Any]:
-    return {"pk": {"S": pk}, "sk": {"S": sk}}
 
 
 def _data(item: dict[str, Any]) -> Any:
@@ -99,7 +61,7 @@ def _revision(item: dict[str, Any]) -> int:
 
 
 class DynamoCatalogStore:
-    """`billing.services.catalog.CatalogStore` on the billing table (low-level client)."""
+    """The catalog port of `billing.services.catalog` on the billing table (low-level client)."""
 
     def __init__(self, table_name: str, client: Any | None = None) -> None:
         self._table = table_name
@@ -109,14 +71,14 @@ class DynamoCatalogStore:
 
     def add_meter(self, tenant_id: str, record: MeterRecord) -> None:
         item = {
-            **_key(meters_partition(tenant_id), METER_PREFIX + record.meter.key),
+            **meter_key(tenant_id, record.meter.key),
             **self._common("meter", tenant_id, record.created_at),
             "data": {"S": canonical_json.dumps(self._meter_data(record))},
         }
         self._put_new(item, Conflict(f"meter {record.meter.key!r} already exists", code="meter_exists"))
 
     def get_meter(self, tenant_id: str, key: str) -> MeterRecord | None:
-        item = self._get(_key(meters_partition(tenant_id), METER_PREFIX + key))
+        item = self._get(meter_key(tenant_id, key))
         return None if item is None else self._meter_from(item)
 
     def list_meters(self, tenant_id: str, limit: int, cursor: str | None) -> Page[MeterRecord]:
@@ -127,6 +89,7 @@ class DynamoCatalogStore:
             limit=limit,
             cursor=cursor,
             convert=self._meter_from,
+            tenant_id=tenant_id,
         )
 
     def all_meters(self, tenant_id: str) -> list[Meter]:
@@ -163,17 +126,18 @@ class DynamoCatalogStore:
         )
 
     def get_customer(self, tenant_id: str, customer_id: str) -> CustomerProfile | None:
-        item = self._get(_key(customer_partition(tenant_id, customer_id), PROFILE_SK))
-        return None if item is None else CustomerProfile.from_record(_data(item), _revision(item))
+        item = self._get(customer_key(tenant_id, customer_id))
+        return None if item is None else records.customer_from_record(_data(item), _revision(item))
 
     def list_customers(self, tenant_id: str, limit: int, cursor: str | None) -> Page[CustomerProfile]:
         return self._page(
             index=GSI1,
-            partition=customers_index_partition(tenant_id),
+            partition=customers_index(tenant_id),
             prefix=CUSTOMER_PREFIX,
             limit=limit,
             cursor=cursor,
-            convert=lambda item: CustomerProfile.from_record(_data(item), _revision(item)),
+            convert=lambda item: records.customer_from_record(_data(item), _revision(item)),
+            tenant_id=tenant_id,
         )
 
     def save_customer(self, tenant_id: str, profile: CustomerProfile) -> None:
@@ -186,13 +150,13 @@ class DynamoCatalogStore:
 
     def _customer_item(self, tenant_id: str, profile: CustomerProfile, *, revision: int) -> dict[str, Any]:
         return {
-            **_key(customer_partition(tenant_id, profile.id), PROFILE_SK),
+            **customer_key(tenant_id, profile.id),
             **self._common("customer", tenant_id, profile.created_at),
-            "gsi1pk": {"S": customers_index_partition(tenant_id)},
+            "gsi1pk": {"S": customers_index(tenant_id)},
             "gsi1sk": {"S": CUSTOMER_PREFIX + profile.id},
             "customer_id": {"S": profile.id},
             "revision": {"N": str(revision)},
-            "data": {"S": canonical_json.dumps(profile.to_record())},
+            "data": {"S": canonical_json.dumps(records.customer_record(profile))},
         }
 
     def _customer_put(self, tenant_id: str, profile: CustomerProfile) -> dict[str, Any]:
@@ -209,18 +173,17 @@ class DynamoCatalogStore:
     def add_plan(self, tenant_id: str, record: PlanRecord) -> None:
         plan = record.plan
         data = {"S": canonical_json.dumps(self._plan_data(record))}
-        partition = plan_partition(tenant_id, plan.id)
         version_item = {
-            **_key(partition, version_sort_key(plan.version)),
+            **plan_key(tenant_id, plan.id, plan.version),
             **self._common("plan_version", tenant_id, record.created_at),
             "plan_id": {"S": plan.id},
             "version": {"N": str(plan.version)},
             "data": data,
         }
         head_item = {
-            **_key(partition, HEAD_SK),
+            **plan_key(tenant_id, plan.id),
             **self._common("plan", tenant_id, record.created_at),
-            "gsi1pk": {"S": plans_index_partition(tenant_id)},
+            "gsi1pk": {"S": plans_index(tenant_id)},
             "gsi1sk": {"S": PLAN_PREFIX + plan.id},
             "plan_id": {"S": plan.id},
             "latest_version": {"N": str(plan.version)},
@@ -253,18 +216,18 @@ class DynamoCatalogStore:
         raise StaleRevision(plan.id)
 
     def get_plan(self, tenant_id: str, plan_id: str, version: int | None = None) -> PlanRecord | None:
-        sort_key = HEAD_SK if version is None else version_sort_key(version)
-        item = self._get(_key(plan_partition(tenant_id, plan_id), sort_key))
+        item = self._get(plan_key(tenant_id, plan_id, version))
         return None if item is None else self._plan_from(item)
 
     def list_plans(self, tenant_id: str, limit: int, cursor: str | None) -> Page[PlanRecord]:
         return self._page(
             index=GSI1,
-            partition=plans_index_partition(tenant_id),
+            partition=plans_index(tenant_id),
             prefix=PLAN_PREFIX,
             limit=limit,
             cursor=cursor,
             convert=self._plan_from,
+            tenant_id=tenant_id,
         )
 
     @staticmethod
@@ -311,8 +274,8 @@ class DynamoCatalogStore:
         raise StaleRevision(customer.id)
 
     def get_subscription(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord | None:
-        item = self._get(_key(subscription_partition(tenant_id, subscription_id), PROFILE_SK))
-        return None if item is None else SubscriptionRecord.from_record(_data(item), _revision(item))
+        item = self._get(subscription_key(tenant_id, subscription_id))
+        return None if item is None else records.subscription_from_record(_data(item), _revision(item))
 
     def save_subscription(
         self, tenant_id: str, subscription: SubscriptionRecord, customer: CustomerProfile | None = None
@@ -333,12 +296,12 @@ class DynamoCatalogStore:
         self, tenant_id: str, subscription: SubscriptionRecord, *, revision: int
     ) -> dict[str, Any]:
         return {
-            **_key(subscription_partition(tenant_id, subscription.id), PROFILE_SK),
+            **subscription_key(tenant_id, subscription.id),
             **self._common("subscription", tenant_id, subscription.created_at),
             "customer_id": {"S": subscription.customer_id},
             "status": {"S": subscription.status},
             "revision": {"N": str(revision)},
-            "data": {"S": canonical_json.dumps(subscription.to_record())},
+            "data": {"S": canonical_json.dumps(records.subscription_record(subscription))},
         }
 
     # ---- DynamoDB --------------------------------------------------------------------------------------
@@ -352,12 +315,7 @@ class DynamoCatalogStore:
         }
 
     def _call(self, operation: Callable[[], T]) -> T:
-        try:
-            return operation()
-        except ClientError as exc:
-            if is_transient(exc):
-                raise TransientFailure(f"billing table: {error_code(exc)}") from exc
-            raise
+        return call(self._table, operation)
 
     def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
         response = self._call(
@@ -380,19 +338,7 @@ class DynamoCatalogStore:
 
     def _transact(self, writes: list[dict[str, Any]]) -> list[str] | None:
         """Run the writes as one transaction; None when it committed, else each write's failure code."""
-        try:
-            self._call(lambda: self._client.transact_write_items(TransactItems=writes))
-        except ClientError as exc:
-            if error_code(exc) != "TransactionCanceledException":
-                raise
-            reasons = [
-                str(reason.get("Code") or "None") for reason in exc.response.get("CancellationReasons", [])
-            ]
-            if "ConditionalCheckFailed" not in reasons:
-                # Cancelled for another reason (a conflicting concurrent transaction): worth a retry.
-                raise TransientFailure("billing table: transaction conflict") from exc
-            return reasons
-        return None
+        return transact(self._client, self._table, writes)
 
     def _page(
         self,
@@ -403,6 +349,7 @@ class DynamoCatalogStore:
         limit: int,
         cursor: str | None,
         convert: Callable[[dict[str, Any]], T],
+        tenant_id: str,
     ) -> Page[T]:
         return query_page(
             self._client,
@@ -413,96 +360,6 @@ class DynamoCatalogStore:
             limit=limit,
             cursor=cursor,
             convert=convert,
+            # Through an index, the table key must still be one of this tenant's items.
+            table_prefix=tenant_prefix(tenant_id),
         )
-
-
-def query_page(
-    client: Any,
-    table: str,
-    *,
-    index: str | None,
-    partition: str,
-    prefix: str,
-    limit: int,
-    cursor: str | None,
-    convert: Callable[[dict[str, Any]], T],
-    table_prefix: str | None = None,
-) -> Page[T]:
-    """One page of an item collection; one item more than asked tells whether there is another page.
-
-    `table_prefix`: through an index, what every listed item's table key starts with (by default the
-    index partition without its last part).
-    """
-    pk, sk = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
-    request: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": f"{pk} = :pk AND begins_with({sk}, :prefix)",
-        "ExpressionAttributeValues": {":pk": {"S": partition}, ":prefix": {"S": prefix}},
-        "Limit": limit + 1,
-    }
-    if index:
-        request["IndexName"] = index
-    else:
-        request["ConsistentRead"] = True
-    key_names = ("pk", "sk", pk, sk)
-    if cursor is not None:
-        request["ExclusiveStartKey"] = decode_cursor(
-            cursor, key_names, pk, partition, sk, prefix, table_prefix
-        )
-    items: list[dict[str, Any]] = []
-    while True:
-        try:
-            response = client.query(**request)
-        except ClientError as exc:
-            if is_transient(exc):
-                raise TransientFailure(f"{table}: {error_code(exc)}") from exc
-            raise
-        items += response.get("Items", [])
-        last = response.get("LastEvaluatedKey")
-        if len(items) > limit or not last:
-            break
-        request["ExclusiveStartKey"] = last
-    if len(items) <= limit:
-        return Page([convert(item) for item in items], None)
-    kept = items[:limit]
-    next_key = {name: kept[-1][name] for name in dict.fromkeys(key_names)}
-    return Page([convert(item) for item in kept], encode_cursor(next_key))
-
-
-def encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).decode()
-
-
-def decode_cursor(
-    cursor: str,
-    key_names: tuple[str, ...],
-    pk: str,
-    partition: str,
-    sk: str,
-    prefix: str,
-    table_prefix: str | None = None,
-) -> dict[str, Any]:
-    """A cursor back to an ExclusiveStartKey, checked to lie in the partition being listed."""
-    invalid = MalformedRequest(
-        "cursor is not a cursor of this list; start again without it", code="invalid_cursor"
-    )
-    if len(cursor) > MAX_CURSOR_LENGTH:
-        raise invalid
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, binascii.Error, UnicodeError):
-        raise invalid from None
-    if not isinstance(key, dict) or set(key) != set(key_names):
-        raise invalid
-    for value in key.values():
-        if not isinstance(value, dict) or set(value) != {"S"} or not isinstance(value["S"], str):
-            raise invalid
-        if not 1 <= len(value["S"]) <= 1024:
-            raise invalid
-    if key[pk]["S"] != partition or not key[sk]["S"].startswith(prefix):
-        raise invalid
-    # Through an index, the table key must still be one of this tenant's items of the listed kind.
-    expected = table_prefix if table_prefix is not None else partition.rsplit("#", 1)[0] + "#"
-    if pk != "pk" and not key["pk"]["S"].startswith(expected):
-        raise invalid
-    return key

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -11,8 +10,10 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from billing.adapters.aws_errors import error_code, is_transient
+from billing.adapters.keys import event_key
 from billing.domain.errors import EventRefused, TransientFailure
-from billing.domain.usage_events import UsageEvent, format_timestamp, shard_for
+from billing.domain.event_status import StoredEvent
+from billing.domain.usage_events import UsageEvent, format_timestamp, parse_timestamp, shard_for
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -24,27 +25,6 @@ class PutOutcome(StrEnum):
     CONFLICT = "conflict"  # same id, other content: the first one stays, this one is not counted
 
 
-@dataclass(frozen=True)
-class StoredEvent:
-    tenant_id: str
-    customer_id: str
-    event_id: str
-    type: str
-    timestamp: str
-    received_at: str
-    stored_at: str
-    status: str
-    properties: dict[str, Any]
-
-
-def event_partition_key(tenant_id: str, customer_id: str, shard: int) -> str:
-    return f"T#{tenant_id}#C#{customer_id}#S{shard:02d}"
-
-
-def event_sort_key(event_id: str) -> str:
-    return f"E#{event_id}"
-
-
 class DynamoEventStore:
     def __init__(self, table_name: str, shards: int, client: Any = None) -> None:
         self._table = table_name
@@ -52,11 +32,7 @@ class DynamoEventStore:
         self._client = client or boto3.client("dynamodb")
 
     def key_of(self, tenant_id: str, customer_id: str, event_id: str) -> dict[str, Any]:
-        shard = shard_for(event_id, self._shards)
-        return {
-            "pk": {"S": event_partition_key(tenant_id, customer_id, shard)},
-            "sk": {"S": event_sort_key(event_id)},
-        }
+        return event_key(tenant_id, customer_id, event_id, shard_for(event_id, self._shards))
 
     def put_if_absent(self, event: UsageEvent, stored_at: str) -> PutOutcome:
         """The exact dedupe: a conditional Put on the event's key; a second write of the same id fails."""
@@ -70,7 +46,6 @@ class DynamoEventStore:
             "type": {"S": event.type},
             "received_at": {"S": format_timestamp(event.received_at)},
             "stored_at": {"S": stored_at},
-            "status": {"S": "counted"},
             "content_hash": {"S": content_hash},
         }
         try:
@@ -107,15 +82,19 @@ class DynamoEventStore:
         item = response.get("Item")
         if not item:
             return None
-        data = {name: _deserializer.deserialize(value) for name, value in item.items()}
-        return StoredEvent(
-            tenant_id=data["tenant_id"],
-            customer_id=data["customer_id"],
-            event_id=data["event_id"],
-            type=data["type"],
-            timestamp=data["ts"],
-            received_at=data["received_at"],
-            stored_at=data["stored_at"],
-            status=data["status"],
-            properties=data.get("properties", {}),
-        )
+        return stored_event_from(item)
+
+
+def stored_event_from(item: dict[str, Any]) -> StoredEvent:
+    """An item of the events table as the domain's stored event."""
+    data = {name: _deserializer.deserialize(value) for name, value in item.items()}
+    return StoredEvent(
+        tenant_id=data["tenant_id"],
+        customer_id=data["customer_id"],
+        event_id=data["event_id"],
+        type=data["type"],
+        timestamp=parse_timestamp(data["ts"], "ts"),
+        received_at=parse_timestamp(data["received_at"], "received_at"),
+        stored_at=parse_timestamp(data["stored_at"], "stored_at"),
+        properties=data.get("properties", {}),
+    )

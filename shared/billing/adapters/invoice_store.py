@@ -1,57 +1,48 @@
-"""Finalized invoices in the billing table, written in one transaction with their journal entries.
+"""Issued invoices and recorded payments in the billing table, written with their journal entries.
 
-Items: the invoice at `pk=TENANT#<t>#INVOICE#<id>`, `sk=INVOICE` (listed per customer through gsi1:
-`gsi1pk=TENANT#<t>#CUSTOMER#<c>#INVOICES`, `gsi1sk=INVOICE#<period start>#<id>`), and an immutable
-audit record of the rating and tax decisions at `sk=AUDIT`. `finalize` writes the invoice, the audit
-record, the ledger entries and head, and moves the due index to the next period in one
-`TransactWriteItems`: all or nothing.
+Items (keys from `billing.adapters.keys`; `data` is the record of `billing.adapters.records`): the
+invoice (listed per customer by period start through gsi1), an immutable audit record of its rating and
+tax decisions beside it, and each recorded payment. `finalize` writes the invoice, the audit record, the
+ledger entries and head, and moves the due index to the next period in one `TransactWriteItems`: all
+or nothing. `record_payment` writes the payment, the invoice's next state and the entries the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
+from billing.adapters import records
 from billing.adapters.aws_errors import error_code, is_transient
-from billing.adapters.billing_runs import DuePeriod, due_item, due_key
-from billing.adapters.catalog_store import query_page
-from billing.adapters.ledger_store import DynamoLedgerStore, LedgerHead
+from billing.adapters.billing_runs import due_item, due_item_key
+from billing.adapters.dynamo import call, query_page
+from billing.adapters.keys import (
+    GSI1,
+    INVOICE_PREFIX,
+    invoice_audit_key,
+    invoice_key,
+    invoices_index,
+    invoices_index_sort_key,
+    payment_key,
+    tenant_prefix,
+)
+from billing.adapters.ledger_store import DynamoLedgerStore
 from billing.domain import canonical_json
-from billing.domain.errors import Conflict, TransientFailure
+from billing.domain.billing_runs import DuePeriod
+from billing.domain.errors import Conflict, InvoiceAlreadyFinalized, TransientFailure
+from billing.domain.invoicing import IssuedInvoice, RecordedPayment
+from billing.domain.ledger.chain import LedgerSnapshot
 from billing.domain.ledger.transactions import JournalTransaction
-from billing.services.catalog import Page
+from billing.domain.pages import Page
+from billing.domain.usage_events import format_timestamp
 
 MAX_HEAD_RACES = 5
 
-
-class InvoiceAlreadyFinalized(Exception):
-    """The invoice exists: the finalize step ran before (a retry); nothing was written this time."""
-
-
-@dataclass(frozen=True)
-class StoredInvoice:
-    tenant_id: str
-    data: dict[str, Any]  # the API shape
-
-    @property
-    def id(self) -> str:
-        return str(self.data["id"])
-
-
-def invoice_key(tenant_id: str, invoice_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"TENANT#{tenant_id}#INVOICE#{invoice_id}"}, "sk": {"S": "INVOICE"}}
-
-
-def payment_key(tenant_id: str, payment_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"TENANT#{tenant_id}#PAYMENT#{payment_id}"}, "sk": {"S": "PAYMENT"}}
-
-
-def invoices_index(tenant_id: str, customer_id: str) -> str:
-    return f"TENANT#{tenant_id}#CUSTOMER#{customer_id}#INVOICES"
+# Builds what to write from the customer's journal as it stands (called again after a lost race).
+Issue = Callable[[LedgerSnapshot], tuple[IssuedInvoice, Sequence[JournalTransaction]]]
 
 
 class DynamoInvoiceStore:
@@ -60,171 +51,185 @@ class DynamoInvoiceStore:
         self._ledger = ledger
         self._client = client or boto3.client("dynamodb")
 
-    def get(self, tenant_id: str, invoice_id: str) -> StoredInvoice | None:
-        item = self._client.get_item(
-            TableName=self._table, Key=invoice_key(tenant_id, invoice_id), ConsistentRead=True
+    def get(self, tenant_id: str, invoice_id: str) -> IssuedInvoice | None:
+        item = call(
+            self._table,
+            lambda: self._client.get_item(
+                TableName=self._table, Key=invoice_key(tenant_id, invoice_id), ConsistentRead=True
+            ),
         ).get("Item")
-        return None if not item else StoredInvoice(tenant_id, canonical_json.loads(item["data"]["S"]))
+        return None if not item else records.invoice_from_record(canonical_json.loads(item["data"]["S"]))
 
     def list_for_customer(
         self, tenant_id: str, customer_id: str, limit: int, cursor: str | None
-    ) -> Page[StoredInvoice]:
+    ) -> Page[IssuedInvoice]:
         """The customer's invoices by period start (through gsi1: a just-finalized one may lag a moment)."""
         return query_page(
             self._client,
             self._table,
-            index="gsi1",
+            index=GSI1,
             partition=invoices_index(tenant_id, customer_id),
-            prefix="INVOICE#",
+            prefix=INVOICE_PREFIX,
             limit=limit,
             cursor=cursor,
-            convert=lambda item: StoredInvoice(tenant_id, canonical_json.loads(item["data"]["S"])),
-            table_prefix=f"TENANT#{tenant_id}#INVOICE#",
+            convert=lambda item: records.invoice_from_record(canonical_json.loads(item["data"]["S"])),
+            table_prefix=tenant_prefix(tenant_id),
         )
 
     def finalize(
         self,
         tenant_id: str,
-        invoice: dict[str, Any],
+        customer_id: str,
+        issue: Issue,
         audit: dict[str, Any],
-        booking: Callable[[LedgerHead], JournalTransaction | None],
         due: DuePeriod,
         next_due: DuePeriod | None,
-    ) -> list[Any]:
-        """Write everything or nothing; returns the journal entries written.
+    ) -> IssuedInvoice:
+        """Write the issued invoice, its audit record, its journal entries and the due index, or nothing.
 
-        `booking` builds the journal transaction for a head (it is called again after a lost race for
-        the head, so the entries chain after whatever was appended in between). Raises
-        InvoiceAlreadyFinalized when the invoice exists, TransientFailure when throttled.
+        `issue` builds the invoice and its transactions from the customer's journal (credit to apply);
+        it is called again after a lost race for the ledger head, so the entries chain after whatever
+        was appended in between. Raises InvoiceAlreadyFinalized when the invoice exists, TransientFailure
+        when throttled.
         """
-        facts = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": self._invoice_item(tenant_id, invoice),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": {
-                        "pk": invoice_key(tenant_id, str(invoice["id"]))["pk"],
-                        "sk": {"S": "AUDIT"},
-                        "entity": {"S": "audit_record"},
-                        "tenant_id": {"S": tenant_id},
-                        "data": {"S": canonical_json.dumps(audit)},
-                        "sha256": {"S": canonical_json.sha256_hex(audit)},
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            {"Delete": {"TableName": self._table, "Key": due_key(due)}},
-        ]
-        if next_due is not None:
-            facts.append({"Put": {"TableName": self._table, "Item": due_item(next_due)}})
+
+        def facts(invoice: IssuedInvoice) -> list[dict[str, Any]]:
+            writes: list[dict[str, Any]] = [
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": self._invoice_item(tenant_id, invoice),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            **invoice_audit_key(tenant_id, invoice.id),
+                            "entity": {"S": "audit_record"},
+                            "tenant_id": {"S": tenant_id},
+                            "data": {"S": canonical_json.dumps(audit)},
+                            "sha256": {"S": canonical_json.sha256_hex(audit)},
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {"Delete": {"TableName": self._table, "Key": due_item_key(due)}},
+            ]
+            if next_due is not None:
+                writes.append({"Put": {"TableName": self._table, "Item": due_item(next_due)}})
+            return writes
+
         return self._write_with_ledger(
             tenant_id,
-            str(invoice["customer_id"]),
+            customer_id,
+            issue,
             facts,
-            booking,
-            guards={0: lambda: InvoiceAlreadyFinalized(str(invoice["id"]))},
+            guards={0: lambda invoice: InvoiceAlreadyFinalized(invoice.id)},
         )
 
     # -- payments -----------------------------------------------------------------------------------
 
-    def get_payment(self, tenant_id: str, payment_id: str) -> dict[str, Any] | None:
-        item = self._client.get_item(
-            TableName=self._table, Key=payment_key(tenant_id, payment_id), ConsistentRead=True
+    def get_payment(self, tenant_id: str, payment_id: str) -> RecordedPayment | None:
+        item = call(
+            self._table,
+            lambda: self._client.get_item(
+                TableName=self._table, Key=payment_key(tenant_id, payment_id), ConsistentRead=True
+            ),
         ).get("Item")
-        return None if not item else dict(canonical_json.loads(item["data"]["S"]))
+        return None if not item else records.payment_from_record(canonical_json.loads(item["data"]["S"]))
 
     def record_payment(
         self,
         tenant_id: str,
-        before: dict[str, Any],
-        invoice: dict[str, Any],
-        payment: dict[str, Any],
-        booking: Callable[[], JournalTransaction],
+        before: IssuedInvoice,
+        after: IssuedInvoice,
+        payment: RecordedPayment,
+        transaction: JournalTransaction,
     ) -> None:
-        """The payment, the invoice's new amounts and the journal entries, all or nothing.
+        """The payment, the invoice's next state and the journal entries, all or nothing.
 
-        The invoice is updated only if it is still `before`, what the caller read (its stored JSON): a payment
-        recorded meanwhile makes this one a Conflict to retry, never a double settlement.
+        The invoice is updated only if it is still `before` (its stored record): a payment recorded
+        meanwhile makes this one a Conflict to retry, never a double settlement.
         """
-        facts = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": {
-                        **payment_key(tenant_id, str(payment["id"])),
-                        "entity": {"S": "payment"},
-                        "tenant_id": {"S": tenant_id},
-                        "invoice_id": {"S": str(invoice["id"])},
-                        "data": {"S": canonical_json.dumps(payment)},
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": invoice_key(tenant_id, str(invoice["id"])),
-                    "UpdateExpression": "SET #data = :new, #status = :status",
-                    "ConditionExpression": "#data = :old",
-                    "ExpressionAttributeNames": {"#data": "data", "#status": "status"},
-                    "ExpressionAttributeValues": {
-                        ":new": {"S": canonical_json.dumps(invoice)},
-                        ":old": {"S": canonical_json.dumps(before)},
-                        ":status": {"S": str(invoice["status"])},
-                    },
-                }
-            },
-        ]
-        transaction = booking()  # a payment's entries do not depend on where they chain
+
+        def facts(_: IssuedInvoice) -> list[dict[str, Any]]:
+            return [
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            **payment_key(tenant_id, payment.id),
+                            "entity": {"S": "payment"},
+                            "tenant_id": {"S": tenant_id},
+                            "invoice_id": {"S": payment.invoice_id},
+                            "data": {"S": canonical_json.dumps(records.payment_record(payment))},
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": invoice_key(tenant_id, after.id),
+                        "UpdateExpression": "SET #data = :new, #status = :status",
+                        "ConditionExpression": "#data = :old",
+                        "ExpressionAttributeNames": {"#data": "data", "#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":new": {"S": canonical_json.dumps(records.invoice_record(after))},
+                            ":old": {"S": canonical_json.dumps(records.invoice_record(before))},
+                            ":status": {"S": after.status.value},
+                        },
+                    }
+                },
+            ]
+
         self._write_with_ledger(
             tenant_id,
-            str(invoice["customer_id"]),
+            after.customer_id,
+            lambda _snapshot: (after, [transaction]),  # a payment's entries do not depend on the journal
             facts,
-            lambda _head: transaction,
             guards={
-                0: lambda: Conflict("this payment reference was recorded meanwhile", code="payment_exists"),
-                1: lambda: Conflict(
+                0: lambda _: Conflict("this payment reference was recorded meanwhile", code="payment_exists"),
+                1: lambda _: Conflict(
                     "the invoice changed while this payment was recorded; retry", code="invoice_changed"
                 ),
             },
         )
 
+    def _snapshot(self, tenant_id: str, customer_id: str) -> LedgerSnapshot:
+        head = self._ledger.head(tenant_id, customer_id)
+        entries = self._ledger.entries(tenant_id, customer_id) if head.sequence else []
+        # An append between the two reads shows as entries beyond the head: chain after the head read
+        # (the transaction's condition on it then fails, and the next attempt reads both again).
+        return LedgerSnapshot(head, tuple(entry for entry in entries if entry.sequence <= head.sequence))
+
     def _write_with_ledger(
         self,
         tenant_id: str,
         customer_id: str,
-        facts: list[dict[str, Any]],
-        booking: Callable[[LedgerHead], JournalTransaction | None],
-        guards: dict[int, Callable[[], Exception]],
-    ) -> list[Any]:
-        """One TransactWriteItems: `facts` (the business items) and the journal entries `booking` makes.
+        issue: Issue,
+        facts: Callable[[IssuedInvoice], list[dict[str, Any]]],
+        guards: dict[int, Callable[[IssuedInvoice], Exception]],
+    ) -> IssuedInvoice:
+        """One TransactWriteItems: the business items `facts` and the journal entries `issue` makes.
 
-        A failed condition on the fact at index i raises `guards[i]()`; any other failed condition is the
-        ledger head having moved (another writer appended): re-read it, chain after it, try again.
-        Returns the journal entries written.
+        A failed condition on the fact at index i raises `guards[i](invoice)`; any other failed condition is
+        the ledger head having moved (another writer appended): re-read it, chain after it, try again.
         """
         for _ in range(MAX_HEAD_RACES):
-            head = self._ledger.head(tenant_id, customer_id)
-            transaction = booking(head)
-            entries: list[Any] = []
-            actions = list(facts)
-            if transaction is not None:
-                ledger_actions, entries = self._ledger.append_items(tenant_id, head, transaction)
-                actions.extend(ledger_actions)
+            snapshot = self._snapshot(tenant_id, customer_id)
+            invoice, transactions = issue(snapshot)
+            ledger_actions, _ = self._ledger.append_items(tenant_id, snapshot.head, transactions)
             try:
-                self._client.transact_write_items(TransactItems=actions)
+                self._client.transact_write_items(TransactItems=[*facts(invoice), *ledger_actions])
             except ClientError as exc:
                 reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
                 if error_code(exc) == "TransactionCanceledException" and reasons:
                     for index, guard in guards.items():
                         if index < len(reasons) and reasons[index] == "ConditionalCheckFailed":
-                            raise guard() from exc
+                            raise guard(invoice) from exc
                     if "ConditionalCheckFailed" in reasons:
                         continue  # another writer moved the ledger head: re-read it and chain after it
                     if any(code in ("ThrottlingError", "TransactionConflict") for code in reasons):
@@ -232,19 +237,20 @@ class DynamoInvoiceStore:
                 if is_transient(exc):
                     raise TransientFailure(f"billing table: {error_code(exc)}") from exc
                 raise
-            return entries
+            return invoice
         raise TransientFailure(f"the ledger of customer {customer_id} kept moving; retry")
 
     @staticmethod
-    def _invoice_item(tenant_id: str, invoice: dict[str, Any]) -> dict[str, Any]:
+    def _invoice_item(tenant_id: str, invoice: IssuedInvoice) -> dict[str, Any]:
+        start = format_timestamp(invoice.period.start_utc)  # fixed width: sorts as the instants do
         return {
-            **invoice_key(tenant_id, str(invoice["id"])),
+            **invoice_key(tenant_id, invoice.id),
             "entity": {"S": "invoice"},
             "tenant_id": {"S": tenant_id},
-            "customer_id": {"S": str(invoice["customer_id"])},
-            "subscription_id": {"S": str(invoice["subscription_id"])},
-            "status": {"S": str(invoice["status"])},
-            "gsi1pk": {"S": invoices_index(tenant_id, str(invoice["customer_id"]))},
-            "gsi1sk": {"S": f"INVOICE#{invoice['period']['start']}#{invoice['id']}"},
-            "data": {"S": canonical_json.dumps(invoice)},
+            "customer_id": {"S": invoice.customer_id},
+            "subscription_id": {"S": invoice.subscription_id},
+            "status": {"S": invoice.status.value},
+            "gsi1pk": {"S": invoices_index(tenant_id, invoice.customer_id)},
+            "gsi1sk": {"S": invoices_index_sort_key(start, invoice.id)},
+            "data": {"S": canonical_json.dumps(records.invoice_record(invoice))},
         }

@@ -1,50 +1,29 @@
 """The journal in the billing table: one hash-chained sequence of entries per (tenant, customer).
 
-Items: entries at `pk=TENANT#<t>#LEDGER#<customer>`, `sk=ENTRY#<sequence, 12 digits>`, and the head at the
-same pk, `sk=HEAD` (last sequence, last hash). Appending is a set of transaction items the caller puts
-in the same `TransactWriteItems` as the fact it books (an invoice, a payment): every entry is a
+Items (keys from `billing.adapters.keys`): one per entry at `ledger_partition` / `entry_sort_key`, and the
+head (last sequence, last hash) at `ledger_head_key`. Appending is a set of transaction items the caller
+puts in the same `TransactWriteItems` as the fact it books (an invoice, a payment): every entry is a
 conditional Put (never overwritten) and the head moves only from the sequence it was read at, so two
 writers can never both append: one transaction fails, re-reads the head and tries again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
+from billing.adapters.dynamo import call
+from billing.adapters.keys import ENTRY_PREFIX, entry_sort_key, key, ledger_head_key, ledger_partition
 from billing.domain.ledger.accounts import Account, AccountKind, Direction
-from billing.domain.ledger.chain import FIRST_SEQUENCE, GENESIS_HASH, JournalEntry, chain_entries
+from billing.domain.ledger.chain import EMPTY_HEAD, JournalEntry, LedgerHead, chain_transactions
 from billing.domain.ledger.transactions import JournalTransaction, TransactionCode
 from billing.domain.usage_events import format_timestamp, parse_timestamp
 
 _deserializer = TypeDeserializer()
-
-
-@dataclass(frozen=True)
-class LedgerHead:
-    """Where the next transaction goes: after `sequence` (0 for an empty journal) and `hash`."""
-
-    sequence: int
-    hash: str
-
-    @property
-    def next_sequence(self) -> int:
-        return self.sequence + 1 if self.sequence else FIRST_SEQUENCE
-
-
-EMPTY_HEAD = LedgerHead(0, GENESIS_HASH)
-
-
-def ledger_partition(tenant_id: str, customer_id: str) -> str:
-    return f"TENANT#{tenant_id}#LEDGER#{customer_id}"
-
-
-def entry_sort_key(sequence: int) -> str:
-    return f"ENTRY#{sequence:012d}"
 
 
 class DynamoLedgerStore:
@@ -53,10 +32,11 @@ class DynamoLedgerStore:
         self._client = client or boto3.client("dynamodb")
 
     def head(self, tenant_id: str, customer_id: str) -> LedgerHead:
-        item = self._client.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": ledger_partition(tenant_id, customer_id)}, "sk": {"S": "HEAD"}},
-            ConsistentRead=True,
+        item = call(
+            self._table,
+            lambda: self._client.get_item(
+                TableName=self._table, Key=ledger_head_key(tenant_id, customer_id), ConsistentRead=True
+            ),
         ).get("Item")
         if not item:
             return EMPTY_HEAD
@@ -64,29 +44,36 @@ class DynamoLedgerStore:
 
     def entries(self, tenant_id: str, customer_id: str) -> list[JournalEntry]:
         """Every entry of the customer's journal, in sequence order."""
-        pages = self._client.get_paginator("query").paginate(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :entry)",
-            ExpressionAttributeValues={
-                ":pk": {"S": ledger_partition(tenant_id, customer_id)},
-                ":entry": {"S": "ENTRY#"},
-            },
-            ConsistentRead=True,
+        pages = call(
+            self._table,
+            lambda: list(
+                self._client.get_paginator("query").paginate(
+                    TableName=self._table,
+                    KeyConditionExpression="pk = :pk AND begins_with(sk, :entry)",
+                    ExpressionAttributeValues={
+                        ":pk": {"S": ledger_partition(tenant_id, customer_id)},
+                        ":entry": {"S": ENTRY_PREFIX},
+                    },
+                    ConsistentRead=True,
+                )
+            ),
         )
         return [_entry_from(item) for page in pages for item in page.get("Items", [])]
 
     def append_items(
-        self, tenant_id: str, head: LedgerHead, transaction: JournalTransaction
+        self, tenant_id: str, head: LedgerHead, transactions: Sequence[JournalTransaction]
     ) -> tuple[list[dict[str, Any]], list[JournalEntry]]:
-        """The TransactWriteItems actions that append `transaction` after `head`, and the entries."""
-        customer_id = transaction.postings[0].account.customer_id
-        entries = chain_entries(head.hash, head.next_sequence, transaction)
-        pk = ledger_partition(tenant_id, customer_id)
+        """The TransactWriteItems actions that append `transactions` after `head`, and the entries."""
+        if not transactions:
+            return [], []
+        customer_id = transactions[0].postings[0].account.customer_id
+        entries = chain_transactions(transactions, prev_hash=head.hash, start_sequence=head.next_sequence)
+        partition = ledger_partition(tenant_id, customer_id)
         actions: list[dict[str, Any]] = [
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": _entry_item(pk, tenant_id, entry),
+                    "Item": _entry_item(partition, tenant_id, entry),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }
@@ -95,7 +82,7 @@ class DynamoLedgerStore:
         last = entries[-1]
         head_update: dict[str, Any] = {
             "TableName": self._table,
-            "Key": {"pk": {"S": pk}, "sk": {"S": "HEAD"}},
+            "Key": ledger_head_key(tenant_id, customer_id),
             "UpdateExpression": "SET #seq = :seq, #hash = :hash, entity = :entity, tenant_id = :tenant",
             "ExpressionAttributeNames": {"#seq": "sequence", "#hash": "hash"},
             "ExpressionAttributeValues": {
@@ -114,10 +101,9 @@ class DynamoLedgerStore:
         return actions, entries
 
 
-def _entry_item(pk: str, tenant_id: str, entry: JournalEntry) -> dict[str, Any]:
+def _entry_item(partition: str, tenant_id: str, entry: JournalEntry) -> dict[str, Any]:
     return {
-        "pk": {"S": pk},
-        "sk": {"S": entry_sort_key(entry.sequence)},
+        **key(partition, entry_sort_key(entry.sequence)),
         "entity": {"S": "journal_entry"},
         "tenant_id": {"S": tenant_id},
         "customer_id": {"S": entry.account.customer_id},

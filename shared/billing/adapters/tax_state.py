@@ -1,10 +1,8 @@
 """What every Lambda container must share about an external tax provider, in the billing table.
 
-Items (billing table, pk/sk):
-  breaker          pk=TAXPROVIDER#<name>  sk=BREAKER
-                   consecutive_failures, opened_at_ns?, trial_started_ns?, version, updated_at
-  last-known-good  pk=TAXPROVIDER#<name>  sk=LKG#<seller>#<country>#<region>#<postal>#<tax code>#<B2B|B2C>
-                   rates = the `LastKnownGoodRates.to_json()` of that one key (canonical JSON), learned_on
+Items (billing table, keys from `billing.adapters.keys`):
+  breaker          consecutive_failures, opened_at_ns?, trial_started_ns?, version, updated_at
+  last-known-good  rates = the `LastKnownGoodRates.to_json()` of that one key (canonical JSON), learned_on
 
 The breaker's times are whatever clock the service passes (wall-clock epoch nanoseconds: the only clock
 that containers on different hosts share). Writes are conditional on the `version` that was read; a
@@ -31,23 +29,19 @@ from urllib.parse import quote
 import boto3
 from botocore.exceptions import ClientError
 
-from billing.adapters.aws_errors import error_code, is_transient
+from billing.adapters.aws_errors import error_code
+from billing.adapters.dynamo import call
+from billing.adapters.keys import BREAKER_SK, LAST_KNOWN_GOOD_PREFIX, tax_provider_partition
+from billing.adapters.keys import key as item_key
 from billing.domain.errors import TransientFailure
 from billing.domain.tax.model import SellerConfig, TaxRequest
 from billing.domain.tax.resilience import CircuitBreaker, LastKnownGoodRates, RateKey
 
-PROVIDER_PREFIX = "TAXPROVIDER#"
-BREAKER_SK = "BREAKER"
-LKG_PREFIX = "LKG#"
 _NONE = "*"
 _BATCH_GET_LIMIT = 100
 _BATCH_GET_ATTEMPTS = 5
 
 T = TypeVar("T")
-
-
-def provider_key(provider: str) -> str:
-    return PROVIDER_PREFIX + provider
 
 
 def seller_scope(seller: SellerConfig) -> str:
@@ -59,7 +53,8 @@ def seller_scope(seller: SellerConfig) -> str:
 def rate_sort_key(seller: SellerConfig, key: RateKey) -> str:
     country, region, postal_code, tax_code, business = key
     parts = [seller_scope(seller), country, region, postal_code, tax_code, "B2B" if business else "B2C"]
-    return LKG_PREFIX + "#".join(_NONE if part is None else quote(part, safe="") for part in parts)
+    encoded = (_NONE if part is None else quote(part, safe="") for part in parts)
+    return LAST_KNOWN_GOOD_PREFIX + "#".join(encoded)
 
 
 def request_rate_keys(request: TaxRequest) -> list[RateKey]:
@@ -89,7 +84,7 @@ class DynamoBreakerStore:
         response = _call(
             lambda: self._client.get_item(
                 TableName=self._table,
-                Key=_key(provider_key(provider), BREAKER_SK),
+                Key=item_key(tax_provider_partition(provider), BREAKER_SK),
                 ConsistentRead=True,
             )
         )
@@ -110,7 +105,7 @@ class DynamoBreakerStore:
     def save(self, provider: str, breaker: CircuitBreaker, expected_version: int, now: datetime) -> bool:
         """Store `breaker` as version `expected_version + 1`; False when another writer got there first."""
         item: dict[str, Any] = {
-            **_key(provider_key(provider), BREAKER_SK),
+            **item_key(tax_provider_partition(provider), BREAKER_SK),
             "entity": {"S": "tax_provider_breaker"},
             "provider": {"S": provider},
             "consecutive_failures": {"N": str(breaker.consecutive_failures)},
@@ -148,8 +143,10 @@ class DynamoLastKnownGoodStore:
     def load(self, provider: str, request: TaxRequest) -> LastKnownGoodRates:
         """The known rates the request's lines could be estimated with (an eventually consistent read:
         a rate learned a moment ago elsewhere may be missed, and then the rules engine estimates)."""
-        partition = provider_key(provider)
-        wanted = [_key(partition, rate_sort_key(request.seller, key)) for key in request_rate_keys(request)]
+        partition = tax_provider_partition(provider)
+        wanted = [
+            item_key(partition, rate_sort_key(request.seller, key)) for key in request_rate_keys(request)
+        ]
         entries: list[Mapping[str, Any]] = []
         for start in range(0, len(wanted), _BATCH_GET_LIMIT):
             for item in self._batch_get(wanted[start : start + _BATCH_GET_LIMIT]):
@@ -158,7 +155,7 @@ class DynamoLastKnownGoodStore:
 
     def save(self, provider: str, seller: SellerConfig, learned: LastKnownGoodRates, now: datetime) -> None:
         """Replace the stored rates of every key in `learned` (learned from one quote for `seller`)."""
-        partition = provider_key(provider)
+        partition = tax_provider_partition(provider)
         for entry in learned.to_json():
             key: RateKey = (
                 entry["country"],
@@ -169,7 +166,7 @@ class DynamoLastKnownGoodStore:
             )
             learned_on = max((rate["learned_on"] for rate in entry["rates"]), default="")
             item = {
-                **_key(partition, rate_sort_key(seller, key)),
+                **item_key(partition, rate_sort_key(seller, key)),
                 "entity": {"S": "tax_last_known_good"},
                 "provider": {"S": provider},
                 "rates": {"S": json.dumps([entry], separators=(",", ":"), sort_keys=True)},
@@ -208,18 +205,9 @@ class DynamoLastKnownGoodStore:
         raise TransientFailure("billing table: last-known-good rates still unprocessed after retries")
 
 
-def _key(pk: str, sk: str) -> dict[str, Any]:
-    return {"pk": {"S": pk}, "sk": {"S": sk}}
-
-
 def _optional_int(value: Mapping[str, str] | None) -> int | None:
     return None if value is None else int(value["N"])
 
 
 def _call(operation: Callable[[], T]) -> T:
-    try:
-        return operation()
-    except ClientError as exc:
-        if is_transient(exc):
-            raise TransientFailure(f"billing table: {error_code(exc)}") from exc
-        raise
+    return call("billing table", operation)

@@ -1,9 +1,8 @@
 """Tenants and hashed API keys in the billing table, and tenants' API Gateway usage-plan keys.
 
-Items (billing table, pk/sk + gsi1):
-  tenant   pk=TENANT#<tenant_id>  sk=PROFILE  tenant_id, name, created_at, pii_policy{allow?, deny}, usage_key
-  API key  pk=APIKEY#<sha256>     sk=APIKEY   key_id, tenant_id, scope, created_at, revoked_at?,
-           gsi1pk=TENANT#<tenant_id>, gsi1sk=APIKEY#<key_id>   (a tenant's keys, by public id)
+Items (billing table, keys from `billing.adapters.keys`):
+  tenant   tenant_key        tenant_id, name, created_at, pii_policy{allow?, deny}, usage_key
+  API key  api_key_key       key_id, tenant_id, scope, created_at, revoked_at?; gsi1: the tenant's keys
 The raw key is never stored: the authorizer finds a key with one GetItem on the hash of what it received.
 """
 
@@ -15,26 +14,19 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from billing.adapters.keys import APIKEY_PREFIX, GSI1, api_key_key, api_keys_index, tenant_key
 from billing.domain.api_keys import ApiKeyRecord
-from billing.domain.tenants import PiiPolicy, Tenant
-from billing.services.tenants import ApiKeyExists, ApiKeyNotFound, TenantExists, TenantNotFound
-
-TENANT_PREFIX = "TENANT#"
-APIKEY_PREFIX = "APIKEY#"
-PROFILE_SK = "PROFILE"
-APIKEY_SK = "APIKEY"
-GSI1 = "gsi1"
+from billing.domain.tenants import (
+    ApiKeyExists,
+    ApiKeyNotFound,
+    PiiPolicy,
+    Tenant,
+    TenantExists,
+    TenantNotFound,
+)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
-def tenant_key(tenant_id: str) -> dict[str, Any]:
-    return {"pk": {"S": TENANT_PREFIX + tenant_id}, "sk": {"S": PROFILE_SK}}
-
-
-def api_key_key(key_hash: str) -> dict[str, Any]:
-    return {"pk": {"S": APIKEY_PREFIX + key_hash}, "sk": {"S": APIKEY_SK}}
 
 
 def _to_item(values: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +134,7 @@ class DynamoTenantStore:
                 "scope": record.scope.value,
                 "created_at": record.created_at,
                 "revoked_at": record.revoked_at,
-                "gsi1pk": TENANT_PREFIX + record.tenant_id,
+                "gsi1pk": api_keys_index(record.tenant_id),
                 "gsi1sk": APIKEY_PREFIX + record.key_id,
                 "entity": "api_key",
             }
@@ -192,7 +184,7 @@ class DynamoTenantStore:
             IndexName=GSI1,
             KeyConditionExpression="gsi1pk = :pk AND begins_with(gsi1sk, :prefix)",
             ExpressionAttributeValues={
-                ":pk": {"S": TENANT_PREFIX + tenant_id},
+                ":pk": {"S": api_keys_index(tenant_id)},
                 ":prefix": {"S": APIKEY_PREFIX},
             },
         )
@@ -206,7 +198,7 @@ class DynamoTenantStore:
             IndexName=GSI1,
             KeyConditionExpression="gsi1pk = :pk AND gsi1sk = :sk",
             ExpressionAttributeValues={
-                ":pk": {"S": TENANT_PREFIX + tenant_id},
+                ":pk": {"S": api_keys_index(tenant_id)},
                 ":sk": {"S": APIKEY_PREFIX + key_id},
             },
         )

@@ -1,4 +1,5 @@
-"""Reading a customer's stored usage events of a time window from the events table.
+"""Reading a customer's stored usage events by time from the events table: a window for rating, or a
+page of the events whose timestamps lie in some windows (the unbilled ones).
 
 Each of the customer's `EVENT_SHARDS` partitions is queried on the `by_time` index (pk, ts) with
 `ts BETWEEN start AND the last microsecond before end`, so the window is half-open, [start, end), as
@@ -8,6 +9,10 @@ in parallel and each is paginated to the end.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,12 +22,17 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from billing.adapters.aws_errors import error_code, is_transient
-from billing.adapters.event_store import event_partition_key
-from billing.domain.errors import TransientFailure
+from billing.adapters.event_store import stored_event_from
+from billing.adapters.keys import BY_TIME_INDEX, event_partition
+from billing.domain.errors import MalformedRequest, TransientFailure
+from billing.domain.event_status import StoredEvent, Window
+from billing.domain.pages import Page
 from billing.domain.usage_events import UsageEvent, format_timestamp, parse_timestamp
 
-BY_TIME_INDEX = "by_time"
 MAX_PARALLEL_SHARDS = 16
+# Bounds of the fixed-width `ts` text for unbounded windows.
+_EARLIEST_TS = "0000-01-01T00:00:00.000000Z"
+_LATEST_TS = "9999-12-31T23:59:59.999999Z"
 
 _deserializer = TypeDeserializer()
 
@@ -44,10 +54,81 @@ class DynamoEventsReader:
         workers = min(self._shards, MAX_PARALLEL_SHARDS)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="events-reader") as pool:
             shards = pool.map(
-                lambda shard: self._shard(event_partition_key(tenant_id, customer_id, shard), low, high),
+                lambda shard: self._shard(event_partition(tenant_id, customer_id, shard), low, high),
                 range(self._shards),
             )
             return [event for events in shards for event in events]
+
+    def list_in_windows(
+        self,
+        tenant_id: str,
+        customer_id: str,
+        windows: Sequence[Window],
+        limit: int,
+        cursor: str | None,
+    ) -> Page[StoredEvent]:
+        """The customer's events whose timestamp lies in one of `windows` ([start, end), None unbounded),
+        ordered by (timestamp, event id), a page at a time.
+
+        Each shard is read in timestamp order and only as far as this page needs (the first `limit + 1`
+        events after the cursor of every shard hold the page's events), then the shards are merged.
+        """
+        after = _decode_event_cursor(cursor)
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        for start, end in windows:
+            low = _EARLIEST_TS if start is None else format_timestamp(start)
+            high = _LATEST_TS if end is None else format_timestamp(end - timedelta(microseconds=1))
+            if after is not None:
+                if after[0] > high:
+                    continue
+                low = max(low, after[0])
+            if low > high:
+                continue
+            workers = min(self._shards, MAX_PARALLEL_SHARDS)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="events-lister") as pool:
+                shards = pool.map(
+                    lambda shard, low=low, high=high: self._first_after(
+                        event_partition(tenant_id, customer_id, shard), low, high, after, limit + 1
+                    ),
+                    range(self._shards),
+                )
+                found.extend(row for rows in shards for row in rows)
+            if len(found) > limit:
+                break
+        found.sort(key=_order)
+        page = found[:limit]
+        more = len(found) > limit
+        next_cursor = _encode_event_cursor(page[-1][0], page[-1][1]) if more and page else None
+        return Page([stored_event_from(item) for _, _, item in page], next_cursor)
+
+    def _first_after(
+        self, partition: str, low: str, high: str, after: tuple[str, str] | None, wanted: int
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """Up to `wanted` events of one shard with low <= ts <= high and (ts, id) after `after`, in order."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_TIME_INDEX,
+            "KeyConditionExpression": "pk = :pk AND ts BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {":pk": {"S": partition}, ":low": {"S": low}, ":high": {"S": high}},
+        }
+        rows: list[tuple[str, str, dict[str, Any]]] = []
+        while True:
+            try:
+                response = self._client.query(**request)
+            except ClientError as exc:
+                if is_transient(exc):
+                    raise TransientFailure(f"events table: {error_code(exc)}") from exc
+                raise
+            for item in response.get("Items", []):
+                row = (item["ts"]["S"], item["event_id"]["S"], item)
+                if after is None or (row[0], row[1]) > after:
+                    rows.append(row)
+            last = response.get("LastEvaluatedKey")
+            # Events with one timestamp come in no particular order: read past the last wanted instant.
+            rows.sort(key=_order)
+            if not last or (len(rows) >= wanted and rows[wanted - 1][0] < last["ts"]["S"]):
+                return rows[:wanted]
+            request["ExclusiveStartKey"] = last
 
     def _shard(self, partition: str, low: str, high: str) -> list[UsageEvent]:
         request: dict[str, Any] = {
@@ -82,3 +163,28 @@ def _event_from(item: dict[str, Any]) -> UsageEvent:
         received_at=parse_timestamp(item["received_at"]["S"], "received_at"),
         properties=properties,
     )
+
+
+def _order(row: tuple[str, str, dict[str, Any]]) -> tuple[str, str]:
+    return row[0], row[1]
+
+
+def _encode_event_cursor(ts: str, event_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([ts, event_id]).encode()).decode()
+
+
+def _decode_event_cursor(cursor: str | None) -> tuple[str, str] | None:
+    if cursor is None:
+        return None
+    invalid = MalformedRequest(
+        "cursor is not a cursor of this list; start again without it", code="invalid_cursor"
+    )
+    if len(cursor) > 1024:
+        raise invalid
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise invalid from None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value)):
+        raise invalid
+    return value[0], value[1]

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing.domain.errors import Conflict, InvalidRequest
+from billing.domain.ids import id_problem
 from billing.domain.pii import looks_like_card_number
 from billing.domain.rating.customers import Customer
 from billing.domain.rating.errors import InvalidCatalog
@@ -23,10 +24,7 @@ from billing.domain.rating.meters import Meter
 from billing.domain.rating.periods import format_instant, utc
 from billing.domain.rating.plans import Plan, Subscription, SubscriptionSegment
 
-# Ids of meters, customers, plans and subscriptions: they appear in URL paths, keys and logs, so they are
-# plain (no "/", no "#", no "@": an e-mail address is personal data and must not become an id).
 # Patterns end in \Z, not $: `$` also matches before a trailing newline ("US\n" would pass).
-CATALOG_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}\Z")
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_ANCHOR_DAY = 1
 MAX_NAME_LENGTH = 256
@@ -124,18 +122,18 @@ def _price_string(value: Any, path: str) -> None:
 
 
 def catalog_id(value: Any, field_name: str, *, code: str) -> str:
-    if not isinstance(value, str) or not CATALOG_ID.match(value):
-        raise InvalidCatalog(
-            f"{field_name} must be 1 to 128 characters: letters, digits and _ . : - (starting with a "
-            "letter or digit)",
-            code=code,
-            field=field_name,
-        )
-    return value
+    """An id of the catalog (meter key, customer, plan, subscription), by the rule of `billing.domain.ids`."""
+    problem = id_problem(value)
+    if problem is not None:
+        raise InvalidCatalog(f"{field_name} {problem}", code=code, field=field_name)
+    return str(value)
 
 
 def parse_instant(value: Any, field_name: str) -> datetime:
-    """An RFC 3339 date-time with an offset, as an aware UTC datetime (fractions beyond µs truncated)."""
+    """An RFC 3339 date-time with an offset (or an aware datetime), as an aware UTC datetime (fractions
+    beyond µs truncated)."""
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return utc(value)
     if isinstance(value, str) and _RFC3339.match(value):
         text = value.replace("z", "Z").replace("t", "T").replace("Z", "+00:00")
         head, _, rest = text.partition(".")

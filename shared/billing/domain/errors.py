@@ -79,3 +79,14 @@ class Forbidden(BillingError):
     """The key is valid but its scope does not cover this route."""
 
     code = "forbidden"
+
+
+# ---- signals between services and their stores (never answered to a caller as they are) --------------
+
+
+class StaleRevision(Exception):
+    """An optimistic write lost a race: the item changed after it was read. Re-read and try again."""
+
+
+class InvoiceAlreadyFinalized(Exception):
+    """The invoice exists: the finalize step ran before (a retry); nothing was written this time."""

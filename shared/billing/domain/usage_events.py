@@ -1,5 +1,9 @@
-"""Usage events: validation of what clients send, the normalized event, and its storage shard.
+"""Usage events: the normalized event, the limits an accepted event keeps, and its storage shard.
 
+What a client may send (the wire shapes, ids, property values) is checked at the edge by the request
+models of `billing.api.models.events`, with the rules here (`check_properties`) and in
+`billing.domain.ids` / `billing.domain.numbers`; what an event must satisfy to be accepted at a given
+moment (`check_limits`: not too old, not too far ahead, not too large) is decided here.
 Pure: the receipt time is passed in, never read from a clock.
 """
 
@@ -10,20 +14,17 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
+from decimal import Decimal
 from typing import Any
 
 from billing.domain import canonical_json
 from billing.domain.errors import InvalidEvent
+from billing.domain.numbers import storable_problem
 
-EVENT_FIELDS = frozenset({"id", "customer_id", "type", "timestamp", "properties"})
 MAX_ID_LENGTH = 128
 MAX_TYPE_LENGTH = 128
 MAX_PROPERTY_KEY_LENGTH = 256
 MAX_PROPERTY_DEPTH = 6
-# DynamoDB numbers (the context boto3 serializes with): 38 digits, exponents -128..126, and any
-# rounding, clamping or underflow is an error rather than a silently different number.
-_STORABLE = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class UsageEvent:
         properties = data.get("properties", {})
         if not isinstance(properties, dict):
             raise InvalidEvent("properties is not an object", field="properties")
-        _check_properties(properties)
+        check_properties(properties)
         return cls(
             tenant_id=tenant_id,
             customer_id=_identifier(data["customer_id"], "customer_id"),
@@ -96,15 +97,16 @@ def format_timestamp(moment: datetime) -> str:
     return f"{utc.year:04d}-{utc.strftime('%m-%dT%H:%M:%S.%f')}Z"
 
 
+RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 _RFC3339 = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?"
-    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})$"
+    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})\Z"
 )
 
 
 def parse_timestamp(value: Any, field_name: str = "timestamp") -> datetime:
     """An RFC 3339 date-time with offset, as UTC; fractions beyond microseconds are truncated."""
-    match = _RFC3339.match(value.strip()) if isinstance(value, str) else None
+    match = _RFC3339.match(value) if isinstance(value, str) else None
     if match is None:
         raise InvalidEvent(
             f"{field_name} must be an RFC 3339 date-time with an offset, e.g. 2026-03-04T10:00:00Z",
@@ -114,99 +116,33 @@ def parse_timestamp(value: Any, field_name: str = "timestamp") -> datetime:
     fraction = (match["fraction"] or "0")[:6].ljust(6, "0")
     offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
     try:
-        moment = datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}{offset}")
-    except ValueError:
+        # OverflowError: year 1 or 9999 moved out of range into UTC by its offset.
+        return datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}{offset}").astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidEvent(
-            f"{field_name} {value!r} is not a valid date-time", code="invalid_field", field=field_name
+            f"{field_name} {value[:40]!r} is not a valid date-time", code="invalid_field", field=field_name
         ) from None
-    return moment.astimezone(UTC)
 
 
-def parse_event(raw: Any, *, tenant_id: str, received_at: datetime, limits: EventLimits) -> UsageEvent:
-    """Validate one client event (native shape). Raises InvalidEvent naming the first problem."""
-    if not isinstance(raw, dict):
-        raise InvalidEvent("each event must be a JSON object")
-    unknown = sorted(set(raw) - EVENT_FIELDS)
-    if unknown:
+def check_limits(event: UsageEvent, received_at: datetime, limits: EventLimits) -> None:
+    """Whether an event may be accepted when it is received: raises InvalidEvent naming the problem."""
+    if event.timestamp < received_at - limits.max_age:
         raise InvalidEvent(
-            f"unknown field(s): {', '.join(unknown)}; an event has {', '.join(sorted(EVENT_FIELDS))}",
-            code="unknown_field",
-            field=unknown[0],
+            f"timestamp is more than {limits.max_age.days} days old; such events are not accepted",
+            code="timestamp_too_old",
+            field="timestamp",
         )
-    _require_fields(raw, ("id", "customer_id", "type"))
-    event_id = _identifier(raw["id"], "id")
-    customer_id = _identifier(raw["customer_id"], "customer_id")
-    event_type = _identifier(raw["type"], "type", MAX_TYPE_LENGTH)
-
-    if raw.get("timestamp") is None:
-        timestamp = received_at
-    else:
-        timestamp = parse_timestamp(raw["timestamp"])
-        if timestamp < received_at - limits.max_age:
-            raise InvalidEvent(
-                f"timestamp is more than {limits.max_age.days} days old; such events are not accepted",
-                code="timestamp_too_old",
-                field="timestamp",
-            )
-        if timestamp > received_at + limits.max_future:
-            raise InvalidEvent(
-                f"timestamp is more than {int(limits.max_future.total_seconds())} seconds in the future",
-                code="timestamp_in_future",
-                field="timestamp",
-            )
-
-    properties = raw.get("properties")
-    if properties is None:
-        properties = {}
-    if not isinstance(properties, dict):
-        raise InvalidEvent("properties must be a JSON object", code="invalid_field", field="properties")
-    _check_properties(properties)
-
-    event = UsageEvent(
-        tenant_id=tenant_id,
-        customer_id=customer_id,
-        event_id=event_id,
-        type=event_type,
-        timestamp=timestamp,
-        received_at=received_at,
-        properties=properties,
-    )
+    if event.timestamp > received_at + limits.max_future:
+        raise InvalidEvent(
+            f"timestamp is more than {int(limits.max_future.total_seconds())} seconds in the future",
+            code="timestamp_in_future",
+            field="timestamp",
+        )
     size = len(canonical_json.dumps(event.to_message()).encode())
     if size > limits.max_bytes:
         raise InvalidEvent(
             f"event is {size} bytes; the limit is {limits.max_bytes} bytes", code="event_too_large"
         )
-    return event
-
-
-def from_cloudevent(raw: Any) -> dict[str, Any]:
-    """Map a CloudEvents 1.0 structured event to the native event shape.
-
-    `subject` is the customer id, `type` the event type, `time` the timestamp, `data` the properties.
-    Extension attributes are allowed by the spec and ignored here.
-    """
-    if not isinstance(raw, dict):
-        raise InvalidEvent("each CloudEvent must be a JSON object")
-    if raw.get("specversion") != "1.0":
-        raise InvalidEvent(
-            'specversion must be "1.0" (CloudEvents 1.0)', code="invalid_field", field="specversion"
-        )
-    _require_fields(raw, ("id", "source", "type", "subject"))
-    if "data_base64" in raw:
-        raise InvalidEvent(
-            "binary data (data_base64) is not supported; send data as a JSON object",
-            code="invalid_field",
-            field="data_base64",
-        )
-    content_type = raw.get("datacontenttype")
-    if content_type is not None and "json" not in str(content_type).lower():
-        raise InvalidEvent("datacontenttype must be JSON", code="invalid_field", field="datacontenttype")
-    event: dict[str, Any] = {"id": raw["id"], "customer_id": raw["subject"], "type": raw["type"]}
-    if raw.get("time") is not None:
-        event["timestamp"] = raw["time"]
-    if raw.get("data") is not None:
-        event["properties"] = raw["data"]
-    return event
 
 
 def shard_for(event_id: str, shards: int) -> int:
@@ -235,7 +171,9 @@ def _identifier(value: Any, name: str, max_length: int = MAX_ID_LENGTH) -> str:
     return value
 
 
-def _check_properties(value: Any, depth: int = 0, path: str = "properties") -> None:
+def check_properties(value: Any, depth: int = 0, path: str = "properties") -> None:
+    """Property values the system can keep: nesting at most 6 deep, names of 1 to 256 characters, valid
+    Unicode text, numbers DynamoDB stores exactly. Raises InvalidEvent naming the first problem."""
     if depth > MAX_PROPERTY_DEPTH:
         raise InvalidEvent(
             f"{path} nests deeper than {MAX_PROPERTY_DEPTH} levels", code="invalid_field", field="properties"
@@ -249,10 +187,10 @@ def _check_properties(value: Any, depth: int = 0, path: str = "properties") -> N
                     field="properties",
                 )
             _check_text(key, path)
-            _check_properties(item, depth + 1, f"{path}.{key}")
+            check_properties(item, depth + 1, f"{path}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_properties(item, depth + 1, f"{path}[{index}]")
+            check_properties(item, depth + 1, f"{path}[{index}]")
     elif isinstance(value, str):
         _check_text(value, path)
     elif isinstance(value, bool) or value is None:
@@ -264,18 +202,9 @@ def _check_properties(value: Any, depth: int = 0, path: str = "properties") -> N
 
 
 def _check_number(number: Decimal, path: str) -> None:
-    """Exactly what DynamoDB can store: 38 significant digits, exponents -128..126, nothing rounded."""
-    if not number.is_finite():
-        raise InvalidEvent(f"{path} is not a finite number", code="invalid_field", field="properties")
-    try:
-        _STORABLE.create_decimal(number)
-    except ArithmeticError:
-        raise InvalidEvent(
-            f"{path} has more precision or magnitude than can be stored (38 significant digits, "
-            "magnitude 1E-130 to 9.99E+125)",
-            code="invalid_field",
-            field="properties",
-        ) from None
+    problem = storable_problem(number)
+    if problem is not None:
+        raise InvalidEvent(f"{path} {problem}", code="invalid_field", field=path)
 
 
 def _check_text(text: str, path: str) -> None:

@@ -8,13 +8,10 @@ never changes what an existing subscription is billed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
-from billing.domain import canonical_json
 from billing.domain.catalog import (
-    CATALOG_ID,
     CustomerProfile,
     MeterRecord,
     PlanRecord,
@@ -24,23 +21,19 @@ from billing.domain.catalog import (
     new_customer,
     parse_instant,
     patch_customer,
-    reject_card_numbers,
     reject_unknown_fields,
     require_price_strings,
 )
-from billing.domain.errors import Conflict, MalformedRequest, NotFound, PayloadTooLarge
+from billing.domain.errors import Conflict, NotFound, StaleRevision
+from billing.domain.ids import is_valid_id
+from billing.domain.pages import Page
 from billing.domain.rating.errors import InvalidCatalog, RatingFailed
 from billing.domain.rating.meters import Meter
 from billing.domain.rating.periods import format_instant, utc
 from billing.domain.rating.plans import Plan
 
-MAX_BODY_BYTES = 256 * 1024
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
 # Optimistic updates re-read and retry this often when another request changed the item meanwhile.
 UPDATE_ATTEMPTS = 3
-
-T = TypeVar("T")
 
 SUBSCRIPTION_FIELDS = ("id", "customer_id", "plan_id", "plan_version", "start")
 CHANGE_PLAN_FIELDS = ("plan_id", "plan_version", "effective_at")
@@ -48,16 +41,6 @@ CANCEL_FIELDS = ("at",)
 
 
 # ---- the port ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_cursor: str | None
-
-
-class StaleRevision(Exception):
-    """An optimistic write lost a race: the item changed after it was read. Re-read and try again."""
 
 
 class CatalogStore(Protocol):
@@ -110,59 +93,6 @@ class CatalogStore(Protocol):
         """Write the subscription (and the customer, when given) together. Raises StaleRevision."""
 
 
-# ---- reading requests --------------------------------------------------------------------------------
-
-
-def read_catalog_request(body: bytes, *, allow_empty: bool = False) -> dict[str, Any]:
-    """Parse a catalog request body: a JSON object, numbers exact, no card number anywhere.
-
-    Raises PayloadTooLarge, MalformedRequest (400) or InvalidRequest `card_number_rejected` (422).
-    """
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
-    if not body.strip():
-        if allow_empty:
-            return {}
-        raise MalformedRequest("request body is empty; send a JSON object", code="malformed_json")
-    try:
-        data = canonical_json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        # The parser's message may quote the body; it is not echoed (it could hold personal data).
-        raise MalformedRequest("request body is not valid JSON", code="malformed_json") from None
-    if not isinstance(data, dict):
-        raise MalformedRequest("the request body must be a JSON object", code="malformed_request")
-    reject_card_numbers(data)
-    return data
-
-
-def page_size(value: str | None) -> int:
-    if value is None:
-        return DEFAULT_PAGE_SIZE
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PAGE_SIZE:
-        raise MalformedRequest(
-            f"limit must be an integer from 1 to {MAX_PAGE_SIZE}", code="invalid_parameter"
-        )
-    return int(value)
-
-
-def query_instant(value: str, name: str) -> datetime:
-    try:
-        return parse_instant(value, name)
-    except InvalidCatalog:
-        raise MalformedRequest(
-            f"{name} must be an RFC 3339 date-time with an offset, e.g. 2026-03-01T00:00:00Z",
-            code="invalid_parameter",
-        ) from None
-
-
-def query_version(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 999_999:
-        raise MalformedRequest("version must be a positive integer", code="invalid_parameter")
-    return int(value)
-
-
 # ---- the use cases -----------------------------------------------------------------------------------
 
 
@@ -180,7 +110,7 @@ class CatalogService:
         return record
 
     def get_meter(self, tenant_id: str, key: str) -> MeterRecord:
-        record = self._store.get_meter(tenant_id, key) if CATALOG_ID.match(key) else None
+        record = self._store.get_meter(tenant_id, key) if is_valid_id(key) else None
         if record is None:
             raise NotFound(f"meter {key!r} not found", code="meter_not_found")
         return record
@@ -196,7 +126,7 @@ class CatalogService:
         return profile
 
     def get_customer(self, tenant_id: str, customer_id: str) -> CustomerProfile:
-        profile = self._store.get_customer(tenant_id, customer_id) if CATALOG_ID.match(customer_id) else None
+        profile = self._store.get_customer(tenant_id, customer_id) if is_valid_id(customer_id) else None
         if profile is None:
             raise NotFound(f"customer {customer_id!r} not found", code="customer_not_found")
         return profile
@@ -257,7 +187,7 @@ class CatalogService:
         return record
 
     def get_plan(self, tenant_id: str, plan_id: str, version: int | None = None) -> PlanRecord:
-        record = self._store.get_plan(tenant_id, plan_id, version) if CATALOG_ID.match(plan_id) else None
+        record = self._store.get_plan(tenant_id, plan_id, version) if is_valid_id(plan_id) else None
         if record is None:
             which = f"plan {plan_id!r}" + ("" if version is None else f" version {version}")
             raise NotFound(f"{which} not found", code="plan_not_found")
@@ -328,9 +258,7 @@ class CatalogService:
 
     def get_subscription(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord:
         record = (
-            self._store.get_subscription(tenant_id, subscription_id)
-            if CATALOG_ID.match(subscription_id)
-            else None
+            self._store.get_subscription(tenant_id, subscription_id) if is_valid_id(subscription_id) else None
         )
         if record is None:
             raise NotFound(f"subscription {subscription_id!r} not found", code="subscription_not_found")

@@ -13,24 +13,25 @@ lines on this invoice. Re-rating unchanged data gives no line, so nothing is eve
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from billing.adapters.billing_runs import BillingRun, DuePeriod
-from billing.adapters.invoice_store import InvoiceAlreadyFinalized, StoredInvoice
-from billing.adapters.ledger_store import LedgerHead
+from billing.domain import canonical_json
+from billing.domain.billing_runs import BillingRun, DuePeriod, scheduled_run_id
 from billing.domain.catalog import CustomerProfile, SubscriptionRecord
-from billing.domain.errors import InvalidRequest, NotFound
-from billing.domain.ledger.builders import InvoiceToBook, entries_for_invoice
+from billing.domain.errors import InvalidRequest, InvoiceAlreadyFinalized, NotFound
+from billing.domain.invoicing import IssuedInvoice, tax_correction
+from billing.domain.ledger.accounts import AccountKind
+from billing.domain.ledger.chain import LedgerSnapshot
 from billing.domain.ledger.transactions import JournalTransaction
-from billing.domain.rating.invoices import Invoice, InvoiceLine, LineType, adjustment_for, build_invoice
+from billing.domain.rating.invoices import InvoiceLine, LineType, adjustment_for, build_invoice
 from billing.domain.rating.invoices import invoice_id as make_invoice_id
 from billing.domain.rating.meters import Meter
-from billing.domain.rating.money import Currency, format_major
+from billing.domain.rating.money import Currency
 from billing.domain.rating.periods import BillingPeriod
 from billing.domain.rating.plans import SubscriptionSegment
 from billing.domain.tax.locations import LineWindow, LocationChange, split_by_location
@@ -41,7 +42,7 @@ from billing.domain.tax.model import (
     TaxQuote,
     TaxRequest,
 )
-from billing.domain.usage_events import UsageEvent, format_timestamp, parse_timestamp
+from billing.domain.usage_events import format_timestamp, parse_timestamp
 from billing.runtime import logger, metrics
 from billing.services.usage import CatalogReader, EventsReader, loaded_segments
 
@@ -55,7 +56,8 @@ class DueIndex(Protocol):
 
     def schedule(self, due: DuePeriod) -> None: ...
 
-    def create_run(self, run: BillingRun) -> None: ...
+    def create_run(self, run: BillingRun) -> bool:
+        """Record a new run; False (and nothing written) when a run with its id exists."""
 
     def get_run(self, tenant_id: str | None, run_id: str) -> BillingRun | None: ...
 
@@ -63,17 +65,23 @@ class DueIndex(Protocol):
 
 
 class InvoiceStore(Protocol):
-    def get(self, tenant_id: str, invoice_id: str) -> StoredInvoice | None: ...
+    def get(self, tenant_id: str, invoice_id: str) -> IssuedInvoice | None: ...
 
     def finalize(
         self,
         tenant_id: str,
-        invoice: dict[str, Any],
+        customer_id: str,
+        issue: Callable[[LedgerSnapshot], tuple[IssuedInvoice, Sequence[JournalTransaction]]],
         audit: dict[str, Any],
-        booking: Callable[[LedgerHead], JournalTransaction | None],
         due: DuePeriod,
         next_due: DuePeriod | None,
-    ) -> list[Any]: ...
+    ) -> IssuedInvoice:
+        """Write the invoice `issue` makes from the customer's journal, with its entries and the due
+        index, in one transaction. Raises InvoiceAlreadyFinalized when the invoice exists."""
+
+
+class CustomerLookup(Protocol):
+    def get_customer(self, tenant_id: str, customer_id: str) -> CustomerProfile | None: ...
 
 
 class TaxQuoter(Protocol):
@@ -192,15 +200,15 @@ class CycleCloseService:
         for index, (old_period, stored) in enumerate(finalized):
             billed = [
                 InvoiceLine.from_json(line, currency)
-                for line in stored.data["lines"]
-                if line["type"] != "tax" and line["type"] != "adjustment"
+                for line in stored.rated_lines
+                if line["type"] != LineType.ADJUSTMENT
             ]
             # Corrections already issued for it, on the invoices of the periods after it.
             for _, later in finalized[index + 1 :]:
                 billed += [
                     InvoiceLine.from_json(line, currency)
-                    for line in later.data["lines"]
-                    if line["type"] == "adjustment" and line.get("adjusted_invoice_id") == stored.id
+                    for line in later.rated_lines
+                    if line["type"] == LineType.ADJUSTMENT and line.get("adjusted_invoice_id") == stored.id
                 ]
             events = self._events.events_in(tenant_id, customer.id, old_period.start_utc, old_period.end_utc)
             re_rated = build_invoice(
@@ -218,7 +226,7 @@ class CycleCloseService:
         customer: CustomerProfile,
         subscription: SubscriptionRecord,
         period: BillingPeriod,
-    ) -> list[tuple[BillingPeriod, StoredInvoice]]:
+    ) -> list[tuple[BillingPeriod, IssuedInvoice]]:
         """The finalized invoices of the periods before `period` that may still change (event window)."""
         open_since = period.start_utc - self._settings.event_max_age - self._settings.grace
         earlier = customer.billing.cycle.periods_between(open_since, period.start_utc)
@@ -251,37 +259,15 @@ class CycleCloseService:
         decisions = [] if quote is None else [dict(decision) for decision in quote.decisions]
         finalized = self._earlier_finalized(due.tenant_id, customer, subscription, period)
         for index, (old_period, old) in enumerate(finalized):
-            old_lines = [line for line in old.data["lines"] if line["type"] != "tax"]
-            requote = self._quote(customer, old_lines, old.id, cycle.last_day(old_period), currency)
+            requote = self._quote(
+                customer, list(old.rated_lines), old.id, cycle.last_day(old_period), currency
+            )
             if requote is None or any(line.estimated for line in requote.lines):
                 continue  # an estimate cannot settle an estimate: try again at the next close
-            # Its own tax only: correction lines it carries are for even older invoices.
-            billed = sum(
-                int(line["amount_minor"])
-                for line in old.data["lines"]
-                if line["type"] == "tax" and not line.get("corrects_invoice_id")
-            )
-            billed += sum(
-                int(line["amount_minor"])
-                for _, later in finalized[index + 1 :]
-                for line in later.data["lines"]
-                if line["type"] == "tax" and line.get("corrects_invoice_id") == old.id
-            )
-            difference = requote.tax_minor - billed
-            if difference:
-                was_estimated = any(line.get("tax_estimated") for line in old.data["lines"])
-                why = "estimated tax reconciled" if was_estimated else "tax location or rates changed"
-                tax_lines.append(
-                    {
-                        "type": "tax",
-                        "corrects_invoice_id": old.id,
-                        "amount": format_major(difference, currency),
-                        "amount_minor": difference,
-                        "description": f"Tax correction for invoice {old.id} ({why})",
-                        "tax_estimated": False,
-                        "period": old.data["period"],
-                    }
-                )
+            later = [other for _, other in finalized[index + 1 :]]
+            correction = tax_correction(old, later, requote.tax_minor, estimated_before=old.tax_estimated)
+            if correction is not None:
+                tax_lines.append(correction)
                 decisions += [dict(decision) for decision in requote.decisions]
                 metrics.add_metric(name="TaxCorrections", unit=MetricUnit.Count, value=1)
         return {
@@ -292,7 +278,7 @@ class CycleCloseService:
     def _quote(
         self,
         customer: CustomerProfile,
-        lines: list[dict[str, Any]],
+        lines: Sequence[Mapping[str, Any]],
         document_id: str,
         tax_date: date,
         currency: Currency,
@@ -338,58 +324,35 @@ class CycleCloseService:
         tenant_id = due.tenant_id
         customer, subscription = self._load(tenant_id, due)
         draft = item["invoice"]
-        currency = Currency.of(draft["currency"])
-        subtotal = int(draft["subtotal_minor"])
-        tax = sum(int(line["amount_minor"]) for line in item.get("tax_lines", []))
-        total = subtotal + tax
+        tax_lines = item.get("tax_lines", [])
         finalized_at = self._clock()
-        invoice = {
-            "id": draft["id"],
-            "customer_id": draft["customer_id"],
-            "subscription_id": draft["subscription_id"],
-            "period": draft["period"],
-            "currency": currency.code,
-            "status": "finalized" if total > 0 else "paid",
-            "lines": [*draft["lines"], *item.get("tax_lines", [])],
-            "subtotal": format_major(subtotal, currency),
-            "tax": format_major(tax, currency),
-            "total": format_major(total, currency),
-            "amount_paid": format_major(0, currency),
-            "amount_due": format_major(max(total, 0), currency),
-            "finalized_at": format_timestamp(finalized_at),
-            "run_id": run.get("id"),
-        }
         audit = {
             "invoice_id": draft["id"],
-            "rating": {"lines": draft["lines"], "subtotal_minor": subtotal},
-            "tax": {"lines": item.get("tax_lines", []), "decisions": item.get("tax_decisions", [])},
+            "rating": {"lines": draft["lines"], "subtotal_minor": int(draft["subtotal_minor"])},
+            "tax": {"lines": tax_lines, "decisions": item.get("tax_decisions", [])},
             "recorded_at": format_timestamp(finalized_at),
         }
-        booking = InvoiceToBook(
-            invoice_id=str(draft["id"]),
-            customer_id=customer.id,
-            currency=currency,
-            subtotal_minor=subtotal,
-            tax_minor=tax,
-            total_minor=total,
-        )
+
+        def issue(ledger: LedgerSnapshot) -> tuple[IssuedInvoice, list[JournalTransaction]]:
+            credit = ledger.balance_minor(AccountKind.CUSTOMER_CREDIT, draft["currency"])
+            return IssuedInvoice.finalize(
+                draft,
+                tax_lines,
+                finalized_at=finalized_at,
+                run_id=run.get("id"),
+                available_credit_minor=credit,
+            )
+
         period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
         next_due = self._next_due(due, customer, subscription, period)
         try:
-            self._invoices.finalize(
-                tenant_id,
-                invoice,
-                audit,
-                lambda _head: entries_for_invoice(booking, finalized_at),
-                due,
-                next_due,
-            )
+            self._invoices.finalize(tenant_id, customer.id, issue, audit, due, next_due)
             metrics.add_metric(name="InvoicesFinalized", unit=MetricUnit.Count, value=1)
             logger.info("invoice finalized", extra={"invoice_id": draft["id"], "tenant_id": tenant_id})
         except InvoiceAlreadyFinalized:
             # The transaction that wrote the invoice also moved the due index on: nothing to repair.
             stored = self._invoices.get(tenant_id, str(draft["id"]))
-            if stored is None or stored.data.get("run_id") != run.get("id"):
+            if stored is None or stored.run_id != run.get("id"):
                 # Another run closed it (runs may overlap): leave this subscription to that run.
                 return {
                     "status": "already_finalized",
@@ -512,30 +475,69 @@ class CycleCloseService:
 class BillingRuns:
     """POST/GET /v1/billing-runs: start the state machine for a tenant, read the run's record."""
 
-    def __init__(self, runs: DueIndex, starter: WorkflowStarter, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        runs: DueIndex,
+        starter: WorkflowStarter,
+        clock: Callable[[], datetime],
+        customers: CustomerLookup | None = None,
+    ) -> None:
         self._runs = runs
         self._starter = starter
         self._clock = clock
+        self._customers = customers
 
-    def start(self, tenant_id: str, as_of: datetime | None, customer_id: str | None) -> BillingRun:
-        moment = as_of or self._clock()
+    def start(
+        self,
+        tenant_id: str,
+        as_of: datetime | None,
+        customer_id: str | None,
+        *,
+        now: datetime | None = None,
+        client_token: str | None = None,
+    ) -> BillingRun:
+        """Start a run (or answer the one `client_token` started already: a retried or repeated request
+        with the same token never starts a second run, whatever reaches this point concurrently).
+
+        Raises NotFound for an unknown customer, InvalidRequest for an `as_of` outside what can close.
+        """
+        moment = as_of or now or self._clock()
         if moment > self._clock():
-            raise InvalidRequest("as_of may not be in the future: periods that have not ended cannot close")
+            raise InvalidRequest(
+                "as_of may not be in the future: periods that have not ended cannot close",
+                code="invalid_as_of",
+            )
         if moment < EARLIEST_AS_OF:
-            raise InvalidRequest("as_of is before 2000-01-01: there is nothing to close then")
+            raise InvalidRequest(
+                "as_of is before 2000-01-01: there is nothing to close then", code="invalid_as_of"
+            )
+        customers = self._customers
+        if (
+            customer_id is not None
+            and customers is not None
+            and customers.get_customer(tenant_id, customer_id) is None
+        ):
+            raise NotFound(f"customer {customer_id!r} not found", code="customer_not_found")
+        run_id = (
+            f"run_{uuid.uuid4().hex}"
+            if client_token is None
+            else "run_" + canonical_json.sha256_hex([tenant_id, "client_token", client_token])[:32]
+        )
         run = BillingRun(
-            id=f"run_{uuid.uuid4().hex}",
+            id=run_id,
             tenant_id=tenant_id,
             status="running",
             as_of=format_timestamp(moment),
             customer_id=customer_id,
             created_at=format_timestamp(self._clock()),
         )
-        # The record first, so that GET finds the run as soon as POST has answered.
-        self._runs.create_run(run)
+        # The record first, so that GET finds the run as soon as POST has answered. A run of this id that
+        # exists already is the one to answer (and to make sure of: its start may be what failed).
+        if not self._runs.create_run(run):
+            run = self._runs.get_run(tenant_id, run_id) or run
         self._starter.start(
             run.id,
-            {"run_id": run.id, "tenant_id": tenant_id, "as_of": run.as_of, "customer_id": customer_id},
+            {"run_id": run.id, "tenant_id": tenant_id, "as_of": run.as_of, "customer_id": run.customer_id},
         )
         return run
 
@@ -550,26 +552,6 @@ class BillingRuns:
                 run.status = "failed"
                 run.errors = [*run.errors, {"error": f"execution {execution.lower()}", "message": None}]
         return run
-
-
-def scheduled_run_id(as_of: datetime) -> str:
-    """Scheduled runs are named by their instant: a retried schedule start is the same run."""
-    return "run_sched_" + as_of.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def invoice_from_dict(data: dict[str, Any], tenant_id: str) -> Invoice:
-    currency = Currency.of(data["currency"])
-    return Invoice(
-        id=data["id"],
-        tenant_id=tenant_id,
-        customer_id=data["customer_id"],
-        subscription_id=data["subscription_id"],
-        period=BillingPeriod(
-            parse_timestamp(data["period"]["start"]), parse_timestamp(data["period"]["end"])
-        ),
-        currency=currency,
-        lines=tuple(InvoiceLine.from_json(line, currency) for line in data["lines"] if line["type"] != "tax"),
-    )
 
 
 def _tax_location(location: Any) -> TaxLocation:
@@ -588,12 +570,4 @@ def _short_cause(cause: Any) -> str | None:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
-__all__ = [
-    "BillingRuns",
-    "CloseSettings",
-    "CycleCloseService",
-    "LineType",
-    "UsageEvent",
-    "invoice_from_dict",
-    "scheduled_run_id",
-]
+__all__ = ["BillingRuns", "CloseSettings", "CycleCloseService", "scheduled_run_id"]

@@ -12,32 +12,13 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from billing.domain import canonical_json
-from billing.domain.errors import (
-    EventRefused,
-    InvalidEvent,
-    MalformedRequest,
-    PayloadTooLarge,
-    PoisonMessage,
-)
+from billing.domain.catalog import CustomerProfile
+from billing.domain.errors import EventRefused, InvalidEvent, PoisonMessage, TransientFailure
 from billing.domain.ingest_messages import IngestMessage, decode_message, pack_events
 from billing.domain.pii import strip_properties
 from billing.domain.tenants import PiiPolicy, Tenant
-from billing.domain.usage_events import (
-    EventLimits,
-    UsageEvent,
-    format_timestamp,
-    from_cloudevent,
-    parse_event,
-)
+from billing.domain.usage_events import EventLimits, UsageEvent, check_limits, format_timestamp
 from billing.runtime import logger, metrics
-
-MAX_EVENTS_PER_REQUEST = 1000
-MAX_REQUEST_BYTES = 1024 * 1024
-
-CLOUDEVENTS_SINGLE = "application/cloudevents+json"
-CLOUDEVENTS_BATCH = "application/cloudevents-batch+json"
-
 
 # ---- ports -------------------------------------------------------------------------------------------
 
@@ -58,64 +39,11 @@ class DeadLetters(Protocol):
     def send(self, body: str, *, reason_code: str, reason: str, source_message_id: str) -> None: ...
 
 
-# ---- the request -------------------------------------------------------------------------------------
+class CustomerLookup(Protocol):
+    def get_customer(self, tenant_id: str, customer_id: str) -> CustomerProfile | None: ...
 
 
-@dataclass(frozen=True)
-class IngestRequest:
-    """What a POST /v1/events body says: the raw events, whether it was a batch, which dialect."""
-
-    events: list[Any]
-    batch: bool
-    cloudevents: bool
-
-
-def read_ingest_request(body: bytes, content_type: str | None) -> IngestRequest:
-    """Parse a POST /v1/events body. Raises MalformedRequest or PayloadTooLarge for the whole request."""
-    if len(body) > MAX_REQUEST_BYTES:
-        raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {MAX_REQUEST_BYTES} (1 MiB)")
-    media_type = (content_type or "application/json").split(";")[0].strip().lower()
-    if media_type not in ("application/json", CLOUDEVENTS_SINGLE, CLOUDEVENTS_BATCH, ""):
-        raise MalformedRequest(
-            f"unsupported Content-Type {media_type!r}; use application/json, {CLOUDEVENTS_SINGLE} "
-            f"or {CLOUDEVENTS_BATCH}",
-            code="unsupported_media_type",
-        )
-    if not body.strip():
-        raise MalformedRequest("request body is empty", code="malformed_json")
-    try:
-        data = canonical_json.loads(body)
-    except RecursionError:
-        raise MalformedRequest(
-            "request body nests too deeply to be an event", code="malformed_json"
-        ) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedRequest(f"request body is not valid JSON: {exc}", code="malformed_json") from None
-
-    if media_type == CLOUDEVENTS_BATCH:
-        if not isinstance(data, list):
-            raise MalformedRequest("a CloudEvents batch must be a JSON array of events")
-        request = IngestRequest(events=data, batch=True, cloudevents=True)
-    elif media_type == CLOUDEVENTS_SINGLE:
-        if not isinstance(data, dict):
-            raise MalformedRequest("a structured CloudEvent must be a JSON object")
-        request = IngestRequest(events=[data], batch=False, cloudevents=True)
-    elif isinstance(data, dict) and "events" in data:
-        if set(data) != {"events"} or not isinstance(data["events"], list):
-            raise MalformedRequest('a batch is {"events": [...]} with no other fields')
-        request = IngestRequest(events=data["events"], batch=True, cloudevents=False)
-    elif isinstance(data, dict):
-        request = IngestRequest(events=[data], batch=False, cloudevents=False)
-    else:
-        raise MalformedRequest('the body must be one event object or {"events": [...]}')
-
-    if not request.events:
-        raise MalformedRequest("the batch holds no events", code="empty_batch")
-    if len(request.events) > MAX_EVENTS_PER_REQUEST:
-        raise PayloadTooLarge(
-            f"the batch holds {len(request.events)} events; the limit is {MAX_EVENTS_PER_REQUEST} per request"
-        )
-    return request
+# ---- accepting events --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -124,22 +52,13 @@ class RejectedEvent:
     event_id: str | None
     code: str
     message: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "id": self.event_id,
-            "error": {"code": self.code, "message": self.message},
-        }
+    field: str | None = None
 
 
 @dataclass(frozen=True)
 class IngestResult:
     accepted: int
     rejected: list[RejectedEvent] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "rejected": [item.to_json() for item in self.rejected]}
 
 
 class CachedTenantPolicies:
@@ -183,18 +102,27 @@ class IngestService:
         self._limits = limits
         self._max_message_bytes = max_message_bytes
 
-    def ingest(self, tenant_id: str, request: IngestRequest, received_at: datetime) -> IngestResult:
+    def accept(
+        self, tenant_id: str, events: Sequence[tuple[int, UsageEvent]], received_at: datetime
+    ) -> IngestResult:
+        """Accept well-formed events (each with its position in the request) that keep the limits.
+
+        An event outside the limits (too old, too far ahead, too large) is rejected alone; the others are
+        stripped of personal data, deduplicated within the request and queued. Returns only once SQS has
+        accepted every message (raises TransientFailure otherwise: nothing is answered as accepted).
+        """
         policy = self._policies.policy_for(tenant_id)
         unique: list[UsageEvent] = []
         seen: set[tuple[str, str]] = set()
         rejected: list[RejectedEvent] = []
         accepted = stripped = 0
-        for index, raw in enumerate(request.events):
+        for index, event in events:
             try:
-                native = from_cloudevent(raw) if request.cloudevents else raw
-                event = parse_event(native, tenant_id=tenant_id, received_at=received_at, limits=self._limits)
+                check_limits(event, received_at, self._limits)
             except InvalidEvent as problem:
-                rejected.append(RejectedEvent(index, _raw_id(raw), problem.code, problem.message))
+                rejected.append(
+                    RejectedEvent(index, event.event_id, problem.code, problem.message, problem.field)
+                )
                 continue
             accepted += 1
             key = (event.customer_id, event.event_id)
@@ -219,11 +147,6 @@ class IngestService:
         return IngestResult(accepted=accepted, rejected=rejected)
 
 
-def _raw_id(raw: Any) -> str | None:
-    value = raw.get("id") if isinstance(raw, dict) else None
-    return value if isinstance(value, str) else None
-
-
 # ---- the consumer ------------------------------------------------------------------------------------
 
 
@@ -233,6 +156,7 @@ class ConsumeResult:
     duplicates: int = 0
     conflicts: int = 0
     dead_lettered: int = 0
+    unbilled: int = 0  # stored events that no subscription of their customer covers (yet)
 
 
 class IngestConsumer:
@@ -248,10 +172,12 @@ class IngestConsumer:
         dead_letters: DeadLetters,
         clock: Callable[[], datetime],
         write_concurrency: int = 16,
+        customers: CustomerLookup | None = None,
     ) -> None:
         self._store = store
         self._dead_letters = dead_letters
         self._clock = clock
+        self._customers = customers
         self._pool = ThreadPoolExecutor(max_workers=write_concurrency, thread_name_prefix="event-put")
 
     def consume(self, body: str, message_id: str) -> ConsumeResult:
@@ -275,6 +201,7 @@ class IngestConsumer:
         # A transient failure raises out of here (SQS redelivers the message; stored events then count as
         # duplicates); an event the table refuses for good is parked on its own, the others go on.
         outcomes = list(self._pool.map(lambda event: self._put(event, stored_at), events))
+        stored: list[UsageEvent] = []
         for event, outcome in zip(events, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 unreadable.append(
@@ -282,6 +209,7 @@ class IngestConsumer:
                 )
             elif str(outcome) == "stored":
                 result.stored += 1
+                stored.append(event)
             elif str(outcome) == "duplicate":
                 result.duplicates += 1
             else:
@@ -292,7 +220,10 @@ class IngestConsumer:
             code = "unstorable" if reason.startswith("the events table") else "schema_invalid"
             self._dead_letter(single.body() if single else body, code, reason, message_id)
             result.dead_lettered += 1
+        result.unbilled = self._count_unbilled(tenant_id, stored)
         metrics.add_metric(name="EventsStored", unit=MetricUnit.Count, value=result.stored)
+        if result.unbilled:
+            metrics.add_metric(name="EventsUnbilled", unit=MetricUnit.Count, value=result.unbilled)
         metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=result.duplicates)
         if result.conflicts:
             metrics.add_metric(name="EventIdConflicts", unit=MetricUnit.Count, value=result.conflicts)
@@ -305,9 +236,43 @@ class IngestConsumer:
                 "duplicates": result.duplicates,
                 "conflicts": result.conflicts,
                 "dead_lettered": result.dead_lettered,
+                "unbilled": result.unbilled,
             },
         )
         return result
+
+    def _count_unbilled(self, tenant_id: str, events: list[UsageEvent]) -> int:
+        """How many of the newly stored events no subscription covers: one catalog read per customer.
+
+        They are stored all the same (a subscription created later makes them counted) and listed by
+        `GET /v1/events?status=unbilled`; this count feeds the `EventsUnbilled` metric so that an
+        application sending events for customers it never subscribed is noticed.
+        """
+        if self._customers is None or not events:
+            return 0
+        unbilled = 0
+        by_customer: dict[str, list[UsageEvent]] = {}
+        for event in events:
+            by_customer.setdefault(event.customer_id, []).append(event)
+        for customer_id, theirs in by_customer.items():
+            try:
+                customer = self._customers.get_customer(tenant_id, customer_id)
+            except TransientFailure:
+                # The events are stored already; a metric is not worth a redelivery of the message.
+                logger.warning("unbilled events not counted", extra={"tenant_id": tenant_id})
+                continue
+            uncovered = [
+                event
+                for event in theirs
+                if customer is None or customer.subscription_at(event.timestamp) is None
+            ]
+            if uncovered:
+                unbilled += len(uncovered)
+                logger.info(
+                    "unbilled events stored",
+                    extra={"tenant_id": tenant_id, "customer_id": customer_id, "events": len(uncovered)},
+                )
+        return unbilled
 
     def _put(self, event: UsageEvent, stored_at: str) -> Any:
         try:

@@ -20,7 +20,19 @@ from billing.domain.api_keys import (
     key_id_for,
     validate_raw_key,
 )
-from billing.domain.tenants import PiiPolicy, Principal, Scope, Tenant
+from billing.domain.tenants import (
+    ApiKeyExists,
+    ApiKeyNotFound,
+    InvalidScope,
+    InvalidTenant,
+    PiiPolicy,
+    Principal,
+    Scope,
+    Tenant,
+    TenantError,
+    TenantExists,
+    TenantNotFound,
+)
 
 __all__ = [
     "ApiKeyExists",
@@ -36,47 +48,6 @@ __all__ = [
     "TenantStore",
     "UsagePlanPort",
 ]
-
-
-class TenantError(Exception):
-    """Base of the errors below; each is a failure a caller handles differently."""
-
-
-class TenantNotFound(TenantError):
-    def __init__(self, tenant_id: str) -> None:
-        super().__init__(f"tenant {tenant_id!r} not found")
-        self.tenant_id = tenant_id
-
-
-class TenantExists(TenantError):
-    def __init__(self, tenant_id: str) -> None:
-        super().__init__(f"tenant {tenant_id!r} already exists")
-        self.tenant_id = tenant_id
-
-
-class InvalidTenant(TenantError, ValueError):
-    """Tenant id or name breaks the rules of `billing.domain.tenants.Tenant`."""
-
-
-class ApiKeyNotFound(TenantError):
-    def __init__(self, tenant_id: str, key_id: str) -> None:
-        super().__init__(f"API key {key_id!r} not found for tenant {tenant_id!r}")
-        self.tenant_id = tenant_id
-        self.key_id = key_id
-
-
-class ApiKeyExists(TenantError):
-    """The exact same key was issued before (only possible with an operator-fixed key)."""
-
-    def __init__(self, key_id: str) -> None:
-        super().__init__(f"API key {key_id!r} is already issued")
-        self.key_id = key_id
-
-
-class InvalidScope(TenantError, ValueError):
-    def __init__(self, scope: object) -> None:
-        allowed = ", ".join(s.value for s in Scope)
-        super().__init__(f"unknown scope {scope!r} (expected one of: {allowed})")
 
 
 class TenantStore(Protocol):

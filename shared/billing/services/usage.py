@@ -1,5 +1,5 @@
-"""Usage of the open billing period: a customer's stored events rated as a draft invoice, and the period
-an event belongs to. Read-only: nothing here is finalized or stored.
+"""Usage of the open billing period: a customer's stored events rated as a draft invoice.
+Read-only: nothing here is finalized or stored.
 """
 
 from __future__ import annotations
@@ -7,13 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
-from billing.domain.catalog import CATALOG_ID, CustomerProfile, PlanRecord, SubscriptionRecord
+from billing.domain.catalog import CustomerProfile, PlanRecord, SubscriptionRecord
 from billing.domain.errors import NotFound
+from billing.domain.ids import is_valid_id
 from billing.domain.rating.invoices import Invoice, LineType, build_invoice
 from billing.domain.rating.meters import Meter, aggregate
-from billing.domain.rating.money import Money, decimal_text
+from billing.domain.rating.money import Money
 from billing.domain.rating.periods import BillingPeriod, format_instant, utc
 from billing.domain.rating.plans import SubscriptionSegment
 from billing.domain.usage_events import UsageEvent
@@ -43,9 +44,6 @@ class MeterUsage:
     quantity: Decimal
     amount: Money
 
-    def to_json(self) -> dict[str, str]:
-        return {"meter": self.meter, "quantity": decimal_text(self.quantity), "amount": self.amount.major}
-
 
 @dataclass(frozen=True)
 class UsageReport:
@@ -61,27 +59,6 @@ class UsageReport:
             if line.type is line_type:
                 total += line.amount
         return total
-
-    def to_json(self) -> dict[str, Any]:
-        invoice = self.invoice
-        return {
-            "customer_id": invoice.customer_id,
-            "subscription_id": invoice.subscription_id,
-            "as_of": format_instant(self.as_of),
-            "period": invoice.period.to_json(),
-            "currency": invoice.currency.code,
-            "meters": [usage.to_json() for usage in self.meters],
-            "base_fee": self.total_of(LineType.BASE_FEE).major,
-            "minimum_commitment": self.total_of(LineType.MINIMUM_COMMITMENT).major,
-            "estimated_total": invoice.subtotal.major,
-            "lines": [line.to_json() for line in invoice.lines],
-        }
-
-
-@dataclass(frozen=True)
-class EventPeriod:
-    subscription_id: str
-    period: BillingPeriod
 
 
 def loaded_segments(
@@ -110,9 +87,7 @@ class UsageService:
 
         The subscription is the one running at `at`, else the last one that ran during the period.
         """
-        customer = (
-            self._catalog.get_customer(tenant_id, customer_id) if CATALOG_ID.match(customer_id) else None
-        )
+        customer = self._catalog.get_customer(tenant_id, customer_id) if is_valid_id(customer_id) else None
         if customer is None:
             raise NotFound(f"customer {customer_id!r} not found", code="customer_not_found")
         period = customer.billing.cycle.period_containing(at)
@@ -132,16 +107,6 @@ class UsageService:
             tenant_id, customer.billing, subscription.id, period, segments, meters, events
         )
         return UsageReport(utc(at), invoice, _meter_usage(invoice, segments, period, meters, events))
-
-    def event_period(self, tenant_id: str, customer_id: str, timestamp: datetime) -> EventPeriod | None:
-        """The billing period of an event: that of the customer's subscription running at its timestamp."""
-        customer = (
-            self._catalog.get_customer(tenant_id, customer_id) if CATALOG_ID.match(customer_id) else None
-        )
-        span = None if customer is None else customer.subscription_at(timestamp)
-        if customer is None or span is None:
-            return None
-        return EventPeriod(span.id, customer.billing.cycle.period_containing(timestamp))
 
 
 def _meter_usage(

@@ -384,3 +384,35 @@ def _with_hash(entry: JournalEntry, hash_hex: str) -> JournalEntry:
         leg=entry.leg,
         legs=entry.legs,
     )
+
+
+@dataclass(frozen=True)
+class LedgerHead:
+    """Where a customer's next transaction goes: after `sequence` (0 for an empty journal) and `hash`."""
+
+    sequence: int
+    hash: str
+
+    @property
+    def next_sequence(self) -> int:
+        return self.sequence + 1 if self.sequence else FIRST_SEQUENCE
+
+
+EMPTY_HEAD = LedgerHead(0, GENESIS_HASH)
+
+
+@dataclass(frozen=True)
+class LedgerSnapshot:
+    """A customer's journal as read at one head: what the next transaction chains after, and balances."""
+
+    head: LedgerHead
+    entries: tuple[JournalEntry, ...] = ()
+
+    def balance_minor(self, kind: AccountKind, currency: Currency | str) -> int:
+        """The balance of one account in minor units, positive on its normal side (0 when untouched)."""
+        code = Currency.of(currency).code
+        return sum(
+            signed_effect(entry.account.kind, entry.direction, entry.amount_minor)
+            for entry in self.entries
+            if entry.account.kind is kind and entry.currency.code == code
+        )

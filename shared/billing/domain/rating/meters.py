@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from billing.domain import canonical_json
+from billing.domain.numbers import storable_problem
 from billing.domain.rating._fields import identifier, reject_unknown, require_object
 from billing.domain.rating.errors import InvalidCatalog
 from billing.domain.rating.money import decimal_text, exact_arithmetic
@@ -22,10 +23,6 @@ from billing.domain.usage_events import UsageEvent
 FilterValue = str | int | Decimal | bool
 
 _NUMERIC_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-# Values outside DynamoDB's exact number range are not usage, whatever the client meant.
-_MAX_DIGITS = 38
-_MAX_ADJUSTED = 125
-_MIN_ADJUSTED = -130
 
 
 class Aggregation(StrEnum):
@@ -194,9 +191,8 @@ def numeric_value(value: Any) -> Decimal | None:
         return None
     if number.is_zero():
         return Decimal(0)
-    if len(number.as_tuple().digits) > _MAX_DIGITS or not _MIN_ADJUSTED <= number.adjusted() <= _MAX_ADJUSTED:
-        return None
-    return number
+    # Values outside DynamoDB's exact number range are not usage, whatever the client meant.
+    return None if storable_problem(number) is not None else number
 
 
 def _canonical(number: Decimal) -> Decimal:

@@ -28,6 +28,7 @@ from decimal import (
 from types import MappingProxyType
 from typing import Any
 
+from billing.domain.numbers import MAX_ADJUSTED_EXPONENT, MAX_DIGITS, MIN_ADJUSTED_EXPONENT
 from billing.domain.rating.errors import InvalidCatalog, RatingFailed
 
 ROUNDING = ROUND_HALF_EVEN
@@ -51,10 +52,6 @@ ISO_4217_EXPONENTS: Mapping[str, int] = MappingProxyType(
     }
 )  # fmt: skip
 
-# Limits of what is accepted as a price or quantity: DynamoDB can store it exactly.
-MAX_DIGITS = 38
-MAX_ADJUSTED_EXPONENT = 125
-MIN_ADJUSTED_EXPONENT = -130
 
 # Rating arithmetic must be exact. Inputs have at most 38 significant digits within 1E-130..1E+125, so
 # sums and products of them fit in 400 digits; Inexact is trapped so that a silent rounding anywhere

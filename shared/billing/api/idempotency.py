@@ -1,16 +1,18 @@
-"""`Idempotency-Key` on POST requests, through Powertools idempotency on DynamoDB.
+"""`Idempotency-Key` on POST and PATCH requests, through Powertools idempotency on DynamoDB.
 
-The same key with the same request replays the first response (status and body); the same key with
-another request raises `IdempotencyValidationError` (answered 422); records expire after the configured
-TTL (24 h). Keys are scoped per tenant. Responses of 5xx are not stored (the operation raised), so a
-client may retry them with the same key.
+The same key with the same request replays the first response: its status and its body, byte for byte
+(the body is kept as the text that was sent). The same key with another request raises
+`IdempotencyValidationError` (answered 422); a request with a key still in progress raises
+`IdempotencyAlreadyInProgressError` (answered 409 with Retry-After). Records expire after the configured
+TTL (24 h). Keys are scoped per tenant. A request that raised (an error answer, a 5xx) is not kept, so a
+client may retry it with the same key.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
@@ -18,14 +20,20 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-MAX_KEY_LENGTH = 255
-
 
 @dataclass(frozen=True)
 class StoredResponse:
     status: int
-    body: dict[str, Any]
+    body: str  # the exact text of the first answer
+    content_type: str
     replayed: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        return {"status": self.status, "body": self.body, "content_type": self.content_type}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any], replayed: bool) -> StoredResponse:
+        return cls(int(data["status"]), str(data["body"]), str(data["content_type"]), replayed)
 
 
 def _mark_replayed(response: Any, idempotent_data: DataRecord) -> Any:
@@ -58,18 +66,13 @@ class IdempotentRequests:
         method: str,
         path: str,
         body: bytes,
-        operation: Callable[[], tuple[int, dict[str, Any]]],
+        operation: Callable[[], StoredResponse],
     ) -> StoredResponse:
         fingerprint = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
         request = {"tenant_id": tenant_id, "key": key, "fingerprint": fingerprint}
         stored = self._run(request=request, operation=operation)
-        return StoredResponse(
-            status=int(stored["status"]), body=stored["body"], replayed=stored.get("replayed", False)
-        )
+        return StoredResponse.from_record(stored, replayed=bool(stored.get("replayed", False)))
 
     @staticmethod
-    def _execute(
-        request: dict[str, Any], operation: Callable[[], tuple[int, dict[str, Any]]]
-    ) -> dict[str, Any]:
-        status, body = operation()
-        return {"status": status, "body": body}
+    def _execute(request: dict[str, Any], operation: Callable[[], StoredResponse]) -> dict[str, Any]:
+        return replace(operation(), replayed=False).to_record()

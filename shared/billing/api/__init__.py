@@ -1,0 +1,1 @@
+"""The HTTP edge: request and response models, routers per resource, middlewares, the OpenAPI document."""

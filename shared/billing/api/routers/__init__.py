@@ -1,0 +1,1 @@
+"""One Powertools Router per resource; each route calls one service method."""

@@ -1,0 +1,41 @@
+"""The rule every id of the API follows (event ids, customer ids, plan and meter ids, invoice ids, ...).
+
+An id is 1 to 128 characters of printable ASCII without `/ ? # %` or white space: it appears in URL
+paths, storage keys and logs, so it must survive all three unchanged (no character that a URL or a key
+would treat specially, nothing to percent-decode). An id that looks like a card number, an e-mail
+address or a phone number is refused as well: ids are stored forever and, unlike event properties,
+cannot be stripped of personal data later.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from billing.domain.pii import classify_value
+
+MAX_ID_LENGTH = 128
+ID_PATTERN = r"^[!-~]{1,128}$"
+_FORBIDDEN = frozenset("/?#%")
+_PRINTABLE = re.compile(r"[!-~]{1,128}")
+_PERSONAL_KINDS = {"card": "a card number", "email": "an e-mail address", "phone": "a phone number"}
+ID_RULE = "1 to 128 characters of printable ASCII without / ? # % or white space"
+
+
+def id_problem(value: Any) -> str | None:
+    """Why `value` cannot be an id (a sentence fragment), or None when it can."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if not _PRINTABLE.fullmatch(value) or _FORBIDDEN.intersection(value):
+        return f"must be {ID_RULE}"
+    kind = classify_value(value)
+    if kind in _PERSONAL_KINDS:
+        return (
+            f"looks like {_PERSONAL_KINDS[kind]}; ids are stored forever, so they must not hold personal "
+            "data or card numbers"
+        )
+    return None
+
+
+def is_valid_id(value: Any) -> bool:
+    return id_problem(value) is None
