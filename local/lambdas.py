@@ -6,8 +6,13 @@ Each function gets its own processes (spawned with the runtime's environment), s
 the handlers share (the Powertools resolver's current event, Logger keys, Metrics buffers, cached
 composition roots) are never touched by two invocations at once, and a function that is slow or crashes
 does not stall the others. An environment runs one invocation at a time; `concurrency` environments are
-started up front (an import error shows at start-up) and a dead one is replaced on demand. A call that
-outlives the function's timeout kills its environment, as Lambda does.
+started up front (an import error shows at start-up). A call that outlives the function's timeout kills
+its environment, as Lambda does.
+
+An environment that dies (killed from outside, a handler that crashed the interpreter, a timeout) is
+noticed by a watcher thread as it exits, never handed to an invocation, and replaced in the background,
+so the pool comes back to `concurrency` without making a request wait for a cold start while another
+environment is free. An invocation that was running in it fails (`Runtime.ExitError`), as in Lambda.
 
 Handlers given as callables (tests' stand-ins) and `in_process=True` (handy under a debugger) run in
 this process instead, one invocation at a time.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import queue
 import socket
 import subprocess
@@ -36,6 +42,12 @@ from billing.resources import (
 from local.lambda_context import new_context
 
 Handler = Callable[[Any, Any], Any]
+
+log = logging.getLogger("billing.local.lambdas")
+
+# How long an invocation waits for a free environment before it looks again whether it may start one
+# (a replacement may have failed) or whether the invoker is closing.
+_IDLE_WAIT_SECONDS = 0.5
 
 
 class LambdaError(Exception):
@@ -75,11 +87,15 @@ def resolve_handler(spec: str | Handler) -> Handler:
 
 
 class _Environment:
-    """One worker process (`local.lambda_worker`): an execution environment, one invocation at a time."""
+    """One worker process (`local.lambda_worker`): an execution environment, one invocation at a time.
+
+    The constructor spawns the process; `wait_ready` waits for its cold start (the handler's import).
+    """
 
     def __init__(self, function: LambdaFunction, env: Mapping[str, str]) -> None:
         assert isinstance(function.handler, str)
         self.function = function
+        self.ready = False
         ours, theirs = socket.socketpair()
         with theirs:
             self._process = subprocess.Popen(
@@ -97,15 +113,33 @@ class _Environment:
             )
         self._socket = ours
         self._channel = ours.makefile("rwb")
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def wait_ready(self) -> None:
         message = self._receive(timeout=120.0)
         if "ready" not in message:
             self.kill()
             error = message.get("error", {})
             raise LambdaError(
                 error.get("type", "Runtime.InitError"),
-                f"{function.name}: init failed: {error.get('message')}",
+                f"{self.function.name}: init failed: {error.get('message')}",
                 error.get("stack", ""),
             )
+        self.ready = True
+
+    def watch(self, on_exit: Callable[[_Environment], None]) -> None:
+        """Call `on_exit(self)` from a daemon thread as soon as the process exits, however it does."""
+
+        def wait() -> None:
+            # Popen.wait reaps the process the moment it exits; meanwhile `poll()` elsewhere answers None
+            # (Popen lets one thread wait at a time), which `alive` reads as "still running": it is.
+            self._process.wait()
+            on_exit(self)
+
+        threading.Thread(target=wait, name=f"{self.function.name}-{self.pid}-watch", daemon=True).start()
 
     def _receive(self, timeout: float) -> dict[str, Any]:
         self._socket.settimeout(timeout)
@@ -159,7 +193,12 @@ class _Environment:
 
 
 class ProcessInvoker:
-    """Invokes a function in worker processes, starting up to `concurrency` of them on demand."""
+    """Invokes a function in worker processes: keeps `concurrency` of them, replacing those that die.
+
+    `_all` holds every environment that counts toward `concurrency` (starting, idle or busy) and `_pending`
+    the slots reserved for environments about to be spawned; both change under `_lock`, and nothing is
+    added once `_closed` is set under it, so `close()` sees (and stops) every environment there will be.
+    """
 
     def __init__(self, function: LambdaFunction, env: Mapping[str, str], concurrency: int = 1) -> None:
         self.function = function
@@ -167,34 +206,110 @@ class ProcessInvoker:
         self._concurrency = max(1, concurrency)
         self._idle: queue.LifoQueue[_Environment] = queue.LifoQueue()
         self._all: list[_Environment] = []
+        self._pending = 0
         self._lock = threading.Lock()
         self._closed = False
 
     def load(self) -> ProcessInvoker:
         """Start every environment now (in parallel), so a broken handler fails the start-up and the first
         requests do not pay cold starts."""
-        with ThreadPoolExecutor(self._concurrency) as pool:
-            for environment in pool.map(lambda _: self._new_environment(), range(self._concurrency)):
+        with self._lock:
+            slots = sum(1 for _ in range(self._concurrency) if self._reserve())
+        with ThreadPoolExecutor(max(1, slots)) as pool:
+            for environment in pool.map(lambda _: self._start(), range(slots)):
                 self._idle.put(environment)
         return self
 
-    def _new_environment(self) -> _Environment:
-        environment = _Environment(self.function, self._env)
+    def live_count(self) -> int:
+        """How many environments are started and alive (idle or busy)."""
+        return len(self.pids())
+
+    def pids(self) -> list[int]:
+        """The process ids of the environments that are started and alive."""
         with self._lock:
-            self._all.append(environment)
+            environments = list(self._all)
+        return sorted(e.pid for e in environments if e.ready and e.alive)
+
+    def _reserve(self) -> bool:
+        """Reserve a slot for a new environment if the pool has room; the caller holds `_lock`."""
+        if self._closed or len(self._all) + self._pending >= self._concurrency:
+            return False
+        self._pending += 1
+        return True
+
+    def _start(self) -> _Environment:
+        """Start an environment in a slot `_reserve` gave (the slot is used or given back either way)."""
+        try:
+            environment = _Environment(self.function, self._env)
+        except BaseException:
+            with self._lock:
+                self._pending -= 1
+            raise
+        with self._lock:
+            self._pending -= 1
+            closing = self._closed
+            if not closing:
+                self._all.append(environment)
+        if closing:
+            environment.kill()
+            raise LambdaError("Runtime.Stopped", f"{self.function.name}: the runtime is stopping")
+        try:
+            environment.wait_ready()
+        except BaseException:
+            # Not replaced: a handler that cannot start would be restarted for ever. The next invocation
+            # that finds no environment starts one itself and reports the error.
+            self._discard(environment, replace=False)
+            raise
+        environment.watch(self._on_exit)
         return environment
 
-    def _acquire(self) -> _Environment:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
+    def _on_exit(self, environment: _Environment) -> None:
+        self._discard(environment, replace=True)
+
+    def _discard(self, environment: _Environment, *, replace: bool) -> None:
+        """Forget a dead (or failed) environment; with `replace`, bring the pool back to `concurrency`.
+
+        Idempotent: the watcher, the invocation that hit the death and `_acquire` may all get here.
+        """
+        environment.kill()  # reaps it if needed and closes our end of the channel
         with self._lock:
-            self._all = [e for e in self._all if e.alive]
-            can_grow = len(self._all) < self._concurrency
-        if can_grow:
-            return self._new_environment()
-        return self._idle.get()
+            if environment in self._all:
+                self._all.remove(environment)
+            slots = 0
+            if replace:
+                while self._reserve():
+                    slots += 1
+        for _ in range(slots):
+            threading.Thread(target=self._replace, name=f"{self.function.name}-replace", daemon=True).start()
+
+    def _replace(self) -> None:
+        try:
+            environment = self._start()
+        except Exception as exc:
+            if not self._closed:
+                log.warning("%s: could not replace a dead environment: %s", self.function.name, exc)
+            return
+        self._idle.put(environment)
+
+    def _acquire(self) -> _Environment:
+        while True:
+            if self._closed:
+                raise LambdaError("Runtime.Stopped", f"{self.function.name}: the runtime is stopping")
+            try:
+                environment = self._idle.get_nowait()
+            except queue.Empty:
+                with self._lock:
+                    can_grow = self._reserve()
+                if can_grow:
+                    return self._start()  # a cold start, as Lambda's when every environment is busy
+                try:
+                    environment = self._idle.get(timeout=_IDLE_WAIT_SECONDS)
+                except queue.Empty:
+                    continue
+            if environment.alive:
+                return environment
+            # It died while idle (the watcher may not have run yet): never hand it out.
+            self._discard(environment, replace=True)
 
     def __call__(self, event: Any) -> Any:
         if self._closed:
@@ -206,16 +321,25 @@ class ProcessInvoker:
             if environment.alive and not self._closed:
                 self._idle.put(environment)
             elif not environment.alive:
-                with self._lock:
-                    if environment in self._all:
-                        self._all.remove(environment)
+                self._discard(environment, replace=True)
 
     def close(self) -> None:
-        self._closed = True
         with self._lock:
+            self._closed = True
             environments, self._all = self._all, []
         for environment in environments:
-            environment.close()
+            if environment.ready:
+                environment.close()
+            else:
+                # Still starting (a replacement or a cold start): its starter thread is reading the channel,
+                # and closing a file another thread reads waits for that read; killing the process ends it.
+                environment.kill()
+        # Dead environments the watchers took out of `_all` may still sit in the queue, holding sockets.
+        while True:
+            try:
+                self._idle.get_nowait().kill()
+            except queue.Empty:
+                break
 
 
 class InProcessInvoker:
