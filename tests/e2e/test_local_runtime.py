@@ -135,7 +135,7 @@ def test_a_single_event_is_accepted_and_stored(runtime: RuntimeProcess) -> None:
     stored = wait_stored(runtime, event_id, customer)
     assert stored["id"] == event_id
     assert stored["customer_id"] == customer
-    assert stored["status"] == "counted"
+    assert stored["status"] == "unbilled"  # stored, though no subscription covers it (yet)
 
 
 def test_duplicates_within_and_across_batches_are_stored_once(runtime: RuntimeProcess) -> None:
@@ -149,7 +149,7 @@ def test_duplicates_within_and_across_batches_are_stored_once(runtime: RuntimePr
     assert [r.status_code for r in responses] == [202, 202], [r.text for r in responses]
     assert all(r.json()["rejected"] == [] for r in responses)
     for event_id in ids:
-        assert wait_stored(runtime, event_id, customer)["status"] == "counted"
+        assert wait_stored(runtime, event_id, customer)["status"] == "unbilled"
     time.sleep(0.5)  # let any late redelivery land before counting
     assert [stored_copies(runtime, customer, event_id) for event_id in ids] == [1] * len(ids)
 

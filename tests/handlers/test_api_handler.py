@@ -36,7 +36,11 @@ def test_sample_batch_is_accepted_partially_with_per_event_errors() -> None:
         {
             "index": 2,
             "id": "evt_0003",
-            "error": {"code": "timestamp_too_old", "message": body["rejected"][0]["error"]["message"]},
+            "error": {
+                "code": "timestamp_too_old",
+                "message": body["rejected"][0]["error"]["message"],
+                "field": "timestamp",
+            },
         }
     ]
     assert "35 days" in body["rejected"][0]["error"]["message"]
@@ -216,12 +220,12 @@ def test_cloudevents_structured_and_batch_content_types() -> None:
     assert queued[0]["properties"] == {"tokens": 10}
 
 
-def test_get_event_is_404_until_stored_then_counted() -> None:
+def test_get_event_is_404_until_stored_then_unbilled_while_no_subscription_covers_it() -> None:
     call_api(api_event("POST", "/v1/events", {"id": "e1", "customer_id": "c1", "type": "t"}, scope="ingest"))
     query = {"customer_id": "c1"}
 
     status, body, _ = call_api(api_event("GET", "/v1/events/e1", query=query))
-    assert (status, body["error"]["code"]) == (404, "not_found")
+    assert (status, body["error"]["code"]) == (404, "event_not_found")
 
     drain(ingest_pump())
 
@@ -229,8 +233,8 @@ def test_get_event_is_404_until_stored_then_counted() -> None:
     assert status == 200
     assert body["id"] == "e1"
     assert body["customer_id"] == "c1"
-    assert body["status"] == "counted"
-    assert body["timestamp"] == "2026-11-25T09:00:00.000000Z"
+    assert body["status"] == "unbilled"  # customer c1 has no subscription
+    assert body["timestamp"] == "2026-11-25T09:00:00Z"
 
 
 def test_get_event_without_customer_id_is_400_and_other_tenants_see_404() -> None:
@@ -243,7 +247,7 @@ def test_get_event_without_customer_id_is_400_and_other_tenants_see_404() -> Non
     status, body, _ = call_api(
         api_event("GET", "/v1/events/e1", tenant_id="globex", query={"customer_id": "c1"})
     )
-    assert (status, body["error"]["code"]) == (404, "not_found")
+    assert (status, body["error"]["code"]) == (404, "event_not_found")
 
 
 def test_unknown_route_is_404_in_the_error_shape() -> None:

@@ -104,7 +104,7 @@ def test_a_billing_run_finalizes_the_ended_period_and_answers_with_its_invoice()
 def test_billing_run_input_errors_and_other_tenants() -> None:
     set_up_customer()
 
-    assert api("POST", "/v1/billing-runs", {"as_of": "yesterday"})[0] == 400
+    assert api("POST", "/v1/billing-runs", {"as_of": "yesterday"})[0] == 422
     assert api("POST", "/v1/billing-runs", {"as_of": "2999-01-01T00:00:00Z"})[0] == 422
     assert api("POST", "/v1/billing-runs", {"when": "now"})[0] == 422
     assert api("POST", "/v1/billing-runs", {"customer_id": "cus_nobody"})[0] == 404

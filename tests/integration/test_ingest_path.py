@@ -166,7 +166,7 @@ def test_tenants_never_read_each_others_events() -> None:
 
     assert call_api(api_event("GET", "/v1/events/shared-id", tenant_id="acme", query=query))[0] == 200
     status, body, _ = call_api(api_event("GET", "/v1/events/shared-id", tenant_id="globex", query=query))
-    assert (status, body["error"]["code"]) == (404, "not_found")
+    assert (status, body["error"]["code"]) == (404, "event_not_found")
 
 
 def test_the_same_id_from_two_tenants_is_two_events() -> None:

@@ -64,7 +64,7 @@ def test_created_tenant_is_stored_under_its_profile_item_and_read_back(service: 
     assert len(tenant.usage_key) == 40
     assert tenant.usage_key.isalnum()
     assert service.get_tenant("acme") == tenant
-    item = raw_item("TENANT#acme", "PROFILE")
+    item = raw_item("T#acme", "TENANT")
     assert item is not None
     assert item["name"] == {"S": "Acme Inc"}
     assert item["pii_policy"] == {"M": {"deny": {"L": [{"S": "email"}]}}}
@@ -102,7 +102,7 @@ def test_unknown_tenant_answers_not_found(service: TenantService) -> None:
         service.set_pii_policy("ghost", PiiPolicy())
     with pytest.raises(TenantNotFound):
         service.list_api_keys("ghost")
-    assert raw_item("TENANT#ghost", "PROFILE") is None
+    assert raw_item("T#ghost", "TENANT") is None
 
 
 def test_issued_key_authenticates_as_its_tenant_and_scope(service: TenantService) -> None:
@@ -125,7 +125,7 @@ def test_only_the_hash_of_a_key_is_stored(service: TenantService) -> None:
 
     assert item is not None
     assert issued.raw_key not in str(item)
-    assert item["gsi1pk"] == {"S": "TENANT#acme"}
+    assert item["gsi1pk"] == {"S": "T#acme#APIKEYS"}
     assert item["gsi1sk"] == {"S": f"APIKEY#{issued.key_id}"}
     assert item["scope"] == {"S": "admin"}
     assert "revoked_at" not in item

@@ -269,7 +269,8 @@ def test_get_event_reports_the_period_of_the_subscription_running_at_its_timesta
     status, body = api("GET", "/v1/events/in", query={"customer_id": "cus_42"})
     assert (status, body["status"], body["subscription_id"]) == (200, "counted", "sub_1")
     assert body["period"] == {"start": "2026-11-01T04:00:00Z", "end": "2026-12-01T05:00:00Z"}
-    # Before the subscription started, and for a customer without one, there is no billing period.
-    assert api("GET", "/v1/events/before", query={"customer_id": "cus_42"})[1]["period"] is None
+    # Before the subscription started, and for a customer without one, no period bills it: unbilled.
+    body = api("GET", "/v1/events/before", query={"customer_id": "cus_42"})[1]
+    assert (body["status"], body["period"], body["subscription_id"]) == ("unbilled", None, None)
     body = api("GET", "/v1/events/nobody", query={"customer_id": "cus_7"})[1]
-    assert (body["status"], body["period"], body["subscription_id"]) == ("counted", None, None)
+    assert (body["status"], body["period"], body["subscription_id"]) == ("unbilled", None, None)

@@ -15,6 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from billing.adapters import records
+from billing.api.models.catalog import CustomerOut, MeterOut, PlanOut, SubscriptionOut, TaxOut
 from billing.domain.catalog import (
     CustomerProfile,
     MeterRecord,
@@ -42,6 +44,20 @@ from billing.domain.rating.periods import format_instant
 from billing.domain.rating.plans import Plan, Subscription
 from tests.integration.catalog_builders import CUSTOMER
 from tests.unit.rating.builders import API_PLAN, at, plan
+
+
+def shown(profile: CustomerProfile, now: datetime) -> dict[str, Any]:
+    """The customer as the API shows it at `now`."""
+    return CustomerOut.of(profile, now).model_dump(mode="json")
+
+
+def subscription_shown(record: SubscriptionRecord) -> dict[str, Any]:
+    return SubscriptionOut.of(record).model_dump(mode="json")
+
+
+def tax_json(tax: TaxLocation | None) -> dict[str, Any] | None:
+    return None if tax is None else TaxOut.of(tax).model_dump(mode="json")
+
 
 NY = CUSTOMER["tax"]
 CA = {"country": "US", "region": "CA", "postal_code": "94103", "tax_id": None, "exempt": False}
@@ -89,7 +105,7 @@ def tax(data: dict[str, Any]) -> TaxLocation:
 def test_api_md_customer_is_accepted_and_shown_as_sent() -> None:
     ada = profile()
 
-    body = ada.to_api(NOW)
+    body = shown(ada, NOW)
 
     assert {key: body[key] for key in CUSTOMER} == CUSTOMER
     assert body["tax_history"] == [{"effective_at": None, "tax": NY}]
@@ -134,7 +150,8 @@ def test_creation_time_is_kept_in_utc_and_a_naive_now_is_a_programming_error() -
         ({"id": "user@example.com"}, "invalid_customer", "id"),
         ({"id": "a/b"}, "invalid_customer", "id"),
         ({"id": "a#b"}, "invalid_customer", "id"),
-        ({"id": "_cus"}, "invalid_customer", "id"),
+        ({"id": "cus 42"}, "invalid_customer", "id"),
+        ({"id": "4242424242424242"}, "invalid_customer", "id"),  # a card number
         ({"id": "c" * 129}, "invalid_customer", "id"),
         ({"id": "cus_42\n"}, "invalid_customer", "id"),
         # billing settings
@@ -217,7 +234,7 @@ def test_invalid_customers_are_refused_with_a_code_naming_the_field(
 
 
 @pytest.mark.parametrize(
-    ("changes", "shown"),
+    ("changes", "expected"),
     [
         ({"id": "c" * 128}, {"id": "c" * 128}),
         ({"id": "Acme:cus.42-a_b"}, {"id": "Acme:cus.42-a_b"}),
@@ -235,10 +252,12 @@ def test_invalid_customers_are_refused_with_a_code_naming_the_field(
          {"billing_anchor_day": 28, "timezone": "Pacific/Tongatapu"}),
     ],
 )  # fmt: skip
-def test_values_at_the_edge_of_each_rule_are_accepted(changes: dict[str, Any], shown: dict[str, Any]) -> None:
-    body = profile(customer(**changes)).to_api(NOW)
+def test_values_at_the_edge_of_each_rule_are_accepted(
+    changes: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    body = shown(profile(customer(**changes)), NOW)
 
-    assert {key: body[key] for key in shown} == shown
+    assert {key: body[key] for key in expected} == expected
 
 
 def test_a_body_that_is_not_an_object_is_refused() -> None:
@@ -306,9 +325,9 @@ def test_a_tax_change_applies_from_its_effective_instant_and_earlier_instants_ke
     # The instant is compared as an instant, whatever offset it is written in.
     assert moved.tax_at(datetime(2026, 11, 15, 12, 0, tzinfo=timezone(-timedelta(hours=5)))) == tax(CA)
     assert moved.tax_at(datetime(2026, 11, 15, 11, 59, 59, tzinfo=timezone(-timedelta(hours=5)))) == tax(NY)
-    assert moved.to_api(NOW)["tax"] == CA
-    assert moved.to_api(change - SECOND)["tax"] == NY
-    assert moved.to_api(NOW)["tax_history"] == [
+    assert shown(moved, NOW)["tax"] == CA
+    assert shown(moved, change - SECOND)["tax"] == NY
+    assert shown(moved, NOW)["tax_history"] == [
         {"effective_at": None, "tax": NY},
         {"effective_at": "2026-11-15T17:00:00Z", "tax": CA},
     ]
@@ -392,14 +411,14 @@ def test_tax_at_is_the_last_change_at_or_before_the_instant(
     first: TaxLocation, changes: list[tuple[int, TaxLocation]], probes: list[int]
 ) -> None:
     """Whatever increasing changes are patched in, tax_at returns the last one at or before the instant."""
-    who = profile(customer(tax=first.to_json()))
+    who = profile(customer(tax=tax_json(first)))
     expected: list[tuple[datetime | None, TaxLocation]] = [(None, first)]
     offset = 0
     for step, location in changes:
         offset += step
         effective = CREATED + timedelta(seconds=offset)
         who = patch_customer(
-            who, {"tax": location.to_json(), "tax_effective_at": format_instant(effective)}, NOW
+            who, {"tax": tax_json(location), "tax_effective_at": format_instant(effective)}, NOW
         )
         if location != expected[-1][1]:
             expected.append((effective, location))
@@ -489,10 +508,10 @@ def test_invalid_patches_are_refused_with_a_code_naming_the_field(
     body: dict[str, Any], code: str, field: str
 ) -> None:
     ada = profile()
-    before = copy.deepcopy(ada.to_record())
+    before = copy.deepcopy(records.customer_record(ada))
 
     assert refused(patch_customer, ada, body, NOW) == (code, field)
-    assert ada.to_record() == before
+    assert records.customer_record(ada) == before
 
 
 def test_currency_timezone_and_anchor_change_while_there_is_no_subscription() -> None:
@@ -673,14 +692,14 @@ def test_a_stored_customer_reads_back_equal_and_shows_the_same() -> None:
     ada = patch_customer(profile(), {"tax": CA, "tax_effective_at": "2026-11-15T17:00:00.25Z"}, NOW)
     ada = subscribed(ada, SubscriptionSpan("sub_1", NOVEMBER_NY, NOV_10), SubscriptionSpan("sub_2", NOV_20))
 
-    record = ada.to_record()
-    again = CustomerProfile.from_record(json.loads(json.dumps(record)), 7)
+    record = records.customer_record(ada)
+    again = records.customer_from_record(json.loads(json.dumps(record)), 7)
 
     assert "tax" not in record  # the location in effect depends on when one asks
-    assert record == {key: value for key, value in ada.to_api(NOW).items() if key != "tax"}
+    assert record == {key: value for key, value in shown(ada, NOW).items() if key != "tax"}
     assert again == replace(ada, revision=7)
-    assert again.to_api(NOW) == ada.to_api(NOW)
-    assert again.to_record() == record
+    assert shown(again, NOW) == shown(ada, NOW)
+    assert records.customer_record(again) == record
 
 
 # A strategy for valid customer profiles, as a client could build them through the API.
@@ -736,22 +755,22 @@ def profiles(draw: st.DrawFn) -> CustomerProfile:
 def test_any_profile_survives_a_round_trip_through_its_stored_record(
     who: CustomerProfile, asked: datetime
 ) -> None:
-    record = json.loads(json.dumps(who.to_record()))
+    record = json.loads(json.dumps(records.customer_record(who)))
 
-    again = CustomerProfile.from_record(record, who.revision)
+    again = records.customer_from_record(record, who.revision)
 
     assert again == who
-    assert again.to_record() == record
-    assert again.to_api(asked) == who.to_api(asked)
-    assert who.to_api(asked)["tax"] == (None if who.tax_at(asked) is None else who.tax_at(asked).to_json())
+    assert records.customer_record(again) == record
+    assert shown(again, asked) == shown(who, asked)
+    assert shown(who, asked)["tax"] == (None if who.tax_at(asked) is None else tax_json(who.tax_at(asked)))
 
 
 @given(location=TAX_BODIES)
 def test_a_tax_location_reads_back_from_its_json(location: dict[str, Any]) -> None:
     read = TaxLocation.from_json(location)
 
-    assert TaxLocation.from_json(read.to_json()) == read
-    assert read.to_json() == {
+    assert TaxLocation.from_json(tax_json(read)) == read
+    assert tax_json(read) == {
         "region": None,
         "postal_code": None,
         "tax_id": None,
@@ -933,8 +952,8 @@ def test_bodies_whose_prices_are_strings_or_absent_pass(body: Any) -> None:
         ("x" * 128, True),
         ("x" * 129, False),
         ("", False),
-        ("-a", False),
-        (".a", False),
+        ("-a", True),  # printable ASCII, whatever it starts with
+        (".a", True),
         ("a b", False),
         ("a/b", False),
         ("a#b", False),
@@ -1004,7 +1023,7 @@ def test_instants_are_rfc_3339_with_an_offset_read_as_utc(text: str, instant: da
         "",
         None,
         1_772_323_200,
-        datetime(2026, 3, 1, tzinfo=UTC),
+        datetime(2026, 3, 1),  # naive: which zone?
     ],
 )
 def test_anything_else_is_an_invalid_timestamp_naming_the_field(value: Any) -> None:
@@ -1073,7 +1092,7 @@ def test_stored_meters_and_plans_are_shown_with_their_creation_time() -> None:
     meter = Meter("tokens", "api.call", Aggregation.SUM, "tokens", {"region": "eu", "tier": Decimal("2")})
     pro = plan(version=3)
 
-    assert MeterRecord(meter, CREATED).to_api() == {
+    assert MeterOut.of(MeterRecord(meter, CREATED)).model_dump(mode="json") == {
         "key": "tokens",
         "event_type": "api.call",
         "aggregation": "sum",
@@ -1081,10 +1100,10 @@ def test_stored_meters_and_plans_are_shown_with_their_creation_time() -> None:
         "filters": {"region": "eu", "tier": 2},
         "created_at": "2026-11-01T09:00:00Z",
     }
-    shown = PlanRecord(pro, CREATED).to_api()
-    assert shown == {**pro.to_json(), "created_at": "2026-11-01T09:00:00Z"}
-    assert (shown["id"], shown["version"], shown["base_fee"]) == ("pro", 3, "49.00")
-    assert Plan.from_json({k: v for k, v in shown.items() if k != "created_at"}) == pro
+    shown_plan = PlanOut.of(PlanRecord(pro, CREATED)).model_dump(mode="json")
+    assert shown_plan == {**pro.to_json(), "created_at": "2026-11-01T09:00:00Z"}
+    assert (shown_plan["id"], shown_plan["version"], shown_plan["base_fee"]) == ("pro", 3, "49.00")
+    assert Plan.from_json({k: v for k, v in shown_plan.items() if k != "created_at"}) == pro
 
 
 # ---- subscriptions --------------------------------------------------------------------------------------
@@ -1125,7 +1144,7 @@ def segments(record: SubscriptionRecord) -> list[tuple[str, int, datetime, datet
 def test_a_new_subscription_is_active_on_its_plan_from_its_start() -> None:
     record = started()
 
-    assert record.to_api() == {
+    assert subscription_shown(record) == {
         "id": "sub_1",
         "customer_id": "cus_42",
         "plan_id": "pro",
@@ -1149,7 +1168,7 @@ def test_a_plan_change_ends_the_old_segment_where_the_new_one_starts() -> None:
     changed = change(started(), ENTERPRISE, NOV_10)
 
     assert segments(changed) == [("pro", 1, NOVEMBER_NY, NOV_10), ("enterprise", 1, NOV_10, None)]
-    api = changed.to_api()
+    api = subscription_shown(changed)
     assert (api["plan_id"], api["plan_version"], api["status"], api["end"]) == (
         "enterprise",
         1,
@@ -1195,7 +1214,7 @@ def test_cancelling_ends_the_last_segment_and_the_subscription() -> None:
         NOV_20,
         SubscriptionSpan("sub_1", NOVEMBER_NY, NOV_20),
     )
-    api = cancelled.to_api()
+    api = subscription_shown(cancelled)
     assert (api["plan_id"], api["status"], api["end"]) == ("enterprise", "cancelled", "2026-11-20T00:00:00Z")
 
 
@@ -1205,7 +1224,10 @@ def test_cancelling_the_instant_a_plan_started_drops_that_segment() -> None:
 
     assert (at_start.segments, at_start.status, at_start.end) == ((), "cancelled", NOVEMBER_NY)
     assert at_start.span == SubscriptionSpan("sub_1", NOVEMBER_NY, NOVEMBER_NY)
-    assert (at_start.to_api()["plan_id"], at_start.to_api()["plan_version"]) == (None, None)
+    assert (subscription_shown(at_start)["plan_id"], subscription_shown(at_start)["plan_version"]) == (
+        None,
+        None,
+    )
     assert segments(at_change) == [("pro", 1, NOVEMBER_NY, NOV_10)]
     assert (at_change.status, at_change.end) == ("cancelled", NOV_10)
 
@@ -1237,21 +1259,22 @@ def test_changes_before_the_current_plan_started_in_another_currency_or_after_ca
     ],
 )
 def test_a_stored_subscription_reads_back_equal(record: SubscriptionRecord) -> None:
-    stored = json.loads(json.dumps(record.to_record()))
+    stored = json.loads(json.dumps(records.subscription_record(record)))
 
-    again = SubscriptionRecord.from_record(stored, 4)
+    again = records.subscription_from_record(stored, 4)
 
     assert again == replace(record, revision=4)
-    assert again.to_api() == record.to_api() == stored
+    assert subscription_shown(again) == subscription_shown(record)
+    assert records.subscription_record(again) == stored  # the record is its own format, not the API's
     assert again.to_domain(plan_of) == record.to_domain(plan_of)
 
 
 def test_a_stored_record_in_any_offset_reads_back_as_the_same_instants() -> None:
-    stored = started().to_record()
+    stored = records.subscription_record(started())
     stored = {**stored, "start": "2026-11-01T00:00:00-04:00", "created_at": "2026-11-01T10:00:00+01:00"}
     stored["segments"] = [{**stored["segments"][0], "start": "2026-11-01T00:00:00-04:00"}]
 
-    assert SubscriptionRecord.from_record(stored, 0) == started()
+    assert records.subscription_from_record(stored, 0) == started()
 
 
 @st.composite
@@ -1306,7 +1329,10 @@ def test_segments_tile_the_subscription_and_each_instant_is_on_the_last_plan_cho
             assert record.span.covers(instant)
     # And the stored record reads back as it was.
     assert (
-        SubscriptionRecord.from_record(json.loads(json.dumps(record.to_record())), record.revision) == record
+        records.subscription_from_record(
+            json.loads(json.dumps(records.subscription_record(record))), record.revision
+        )
+        == record
     )
 
 

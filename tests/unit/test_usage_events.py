@@ -1,4 +1,5 @@
-"""Validation of client events, CloudEvents mapping, timestamps and shards (pure)."""
+"""Client events as the edge reads them (the request models, CloudEvents mapping) and the domain's
+limits, timestamps and shards."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from billing.api.models.events import validate_event
 from billing.domain.errors import InvalidEvent
 from billing.domain.usage_events import (
     EventLimits,
     UsageEvent,
+    check_limits,
     format_timestamp,
-    from_cloudevent,
-    parse_event,
     parse_timestamp,
     shard_for,
 )
@@ -25,8 +26,11 @@ NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 LIMITS = EventLimits()
 
 
-def parse(raw: object) -> UsageEvent:
-    return parse_event(raw, tenant_id="acme", received_at=NOW, limits=LIMITS)
+def parse(raw: object, received_at: datetime = NOW) -> UsageEvent:
+    """What POST /v1/events does with one raw event: the request model, then the domain's limits."""
+    event = validate_event(raw, cloudevent=False).to_event("acme", received_at)
+    check_limits(event, received_at, LIMITS)
+    return event
 
 
 def problem(raw: object) -> tuple[str, str | None]:
@@ -78,12 +82,12 @@ def test_a_full_event_is_normalized_to_utc() -> None:
         (
             {"id": "a", "customer_id": "c", "type": "t", "properties": {"x": Decimal("1E+200")}},
             "invalid_field",
-            "properties",
+            "properties.x",
         ),
         (
             {"id": "a", "customer_id": "c", "type": "t", "properties": {"x": 10**40 + 1}},
             "invalid_field",
-            "properties",
+            "properties.x",
         ),
         (
             {"id": "a", "customer_id": "c", "type": "t", "properties": {"x": 1.5}},
@@ -138,7 +142,7 @@ def test_nanosecond_fractions_are_truncated_to_microseconds() -> None:
 
 
 def test_cloudevent_maps_subject_type_time_and_data() -> None:
-    native = from_cloudevent(
+    event = validate_event(
         {
             "specversion": "1.0",
             "id": "ce-1",
@@ -148,15 +152,16 @@ def test_cloudevent_maps_subject_type_time_and_data() -> None:
             "time": "2026-11-25T08:00:00Z",
             "data": {"tokens": 3},
             "traceparent": "00-abc",  # an extension attribute: allowed, ignored
-        }
+        },
+        cloudevent=True,
     )
-    assert native == {
-        "id": "ce-1",
-        "customer_id": "cus_1",
-        "type": "api.call",
-        "timestamp": "2026-11-25T08:00:00Z",
-        "properties": {"tokens": 3},
-    }
+    assert (event.id, event.customer_id, event.type, event.timestamp, event.properties) == (
+        "ce-1",
+        "cus_1",
+        "api.call",
+        datetime(2026, 11, 25, 8, 0, tzinfo=UTC),
+        {"tokens": 3},
+    )
 
 
 @pytest.mark.parametrize(
@@ -172,7 +177,7 @@ def test_cloudevent_maps_subject_type_time_and_data() -> None:
 def test_invalid_cloudevents_are_rejected(change: dict, field: str) -> None:
     base = {"specversion": "1.0", "id": "ce-1", "source": "/app", "type": "t", "subject": "c"}
     with pytest.raises(InvalidEvent) as caught:
-        from_cloudevent(base | change)
+        validate_event(base | change, cloudevent=True)
     assert caught.value.field == field
 
 
@@ -190,7 +195,7 @@ def test_content_hash_ignores_receipt_time_but_not_content() -> None:
         "properties": {"n": 1},
     }
     first = parse(raw)
-    later = parse_event(raw, tenant_id="acme", received_at=NOW + timedelta(hours=1), limits=LIMITS)
+    later = parse(raw, received_at=NOW + timedelta(hours=1))
     other = parse(raw | {"properties": {"n": 2}})
     assert first.content_hash == later.content_hash != other.content_hash
 
@@ -238,6 +243,9 @@ def test_parse_event_answers_any_json_with_an_event_or_invalid_event(raw: object
 @pytest.mark.parametrize(
     "number",
     [
+        Decimal("1E-131"),  # boto3 would send it; DynamoDB refuses anything below 1E-130
+        Decimal("1E+126"),  # and anything above 9.99E+125
+        Decimal("-1E-131"),
         Decimal("0E-500"),  # zero, but with an exponent DynamoDB clamps
         Decimal("0E+500"),
         Decimal("1." + "0" * 42),  # 43 digits: trailing zeros are digits DynamoDB must keep
@@ -248,7 +256,7 @@ def test_parse_event_answers_any_json_with_an_event_or_invalid_event(raw: object
 def test_numbers_dynamodb_cannot_store_exactly_are_rejected_at_the_door(number: Decimal) -> None:
     assert problem({"id": "a", "customer_id": "c", "type": "t", "properties": {"v": number}}) == (
         "invalid_field",
-        "properties",
+        "properties.v",
     )
 
 
@@ -265,3 +273,32 @@ def test_text_that_is_not_valid_unicode_is_rejected(properties: dict) -> None:
     assert (
         problem({"id": "a", "customer_id": "c", "type": "t", "properties": properties})[0] == "invalid_field"
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", "4242424242424242"),  # a Luhn-valid card number
+        ("id", "4242-4242-4242-4242"),
+        ("customer_id", "jane@example.com"),
+        ("customer_id", "+1 (555) 123-4567"),
+        ("type", "+15551234567"),
+        ("id", "evt/1"),
+        ("id", "evt?1"),
+        ("id", "evt#1"),
+        ("id", "evt%201"),
+        ("customer_id", "café"),
+        ("type", "api call"),
+    ],
+)
+def test_ids_that_are_personal_data_or_that_a_url_would_mangle_are_refused(field: str, value: str) -> None:
+    raw = {"id": "a", "customer_id": "c", "type": "t", field: value}
+
+    assert problem(raw) == ("invalid_field", field)
+
+
+@pytest.mark.parametrize(
+    "value", ["evt_1", "cus:42", "A-Z.0-9~!$&'()*+,;=@[]^`{|}<>\"\\", "x" * 128, "2026-03-01"]
+)
+def test_ids_of_printable_ascii_without_url_delimiters_are_accepted(value: str) -> None:
+    assert parse({"id": value, "customer_id": value, "type": value}).event_id == value

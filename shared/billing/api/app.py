@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cached_property
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from billing.api import errors
 from billing.api.edge import authenticate, idempotent, parse_json, read_body
 from billing.api.idempotency import IdempotentRequests
+from billing.api.models.common import RequestModel
 from billing.api.openapi import build_document, docs_page, document_text
 from billing.api.routers import (
     billing_runs,
@@ -109,7 +110,9 @@ class BillingApi:
     def _register_error_answers(self) -> None:
         resolver = self.resolver
         resolver.exception_handler(BillingError)(errors.billing_error)
-        resolver.exception_handler(RequestValidationError)(errors.validation_error)
+        resolver.exception_handler(RequestValidationError)(
+            lambda error: errors.validation_error(error, self._body_model())
+        )
         resolver.exception_handler(RequestUnsupportedContentType)(errors.unsupported_content_type)
         resolver.exception_handler(IdempotencyValidationError)(errors.idempotency_key_reused)
         resolver.exception_handler(IdempotencyAlreadyInProgressError)(errors.idempotency_in_progress)
@@ -118,6 +121,15 @@ class BillingApi:
         @resolver.not_found
         def _no_route(_: Exception) -> Response[str]:
             return errors.error_response(HTTPStatus.NOT_FOUND, "route_not_found", "no such route")
+
+    def _body_model(self) -> type[RequestModel] | None:
+        """The request model of the body of the route being answered, if it has one."""
+        route = self.resolver.context.get("_route")
+        for param in getattr(getattr(route, "dependant", None), "body_params", None) or ():
+            for candidate in (param.field_info.annotation, *get_args(param.field_info.annotation)):
+                if isinstance(candidate, type) and issubclass(candidate, RequestModel):
+                    return candidate
+        return None
 
     def _register_documents(self) -> None:
         resolver = self.resolver

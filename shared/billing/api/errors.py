@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
-from billing.api.models.common import ErrorBody, ErrorObject
+from billing.api.models.common import ErrorBody, ErrorObject, RequestModel
 from billing.domain.errors import (
     BillingError,
     Conflict,
@@ -52,6 +52,7 @@ STATUS_BY_ERROR: dict[type[BillingError], HTTPStatus] = {
     RatingFailed: HTTPStatus.CONFLICT,
 }
 RETRY_AFTER_SECONDS = "1"
+MAX_PROBLEMS_SHOWN = 5
 
 
 def error_response(
@@ -86,22 +87,55 @@ def billing_error(error: BillingError) -> Response[str]:
     return error_response(status, error.code, error.message, details, headers)
 
 
-def validation_error(error: RequestValidationError) -> Response[str]:
-    """A request the edge models refuse: 400 for the path, query or headers, 422 for the body."""
+def validation_error(
+    error: RequestValidationError, body_model: type[RequestModel] | None = None
+) -> Response[str]:
+    """A request the edge models refuse: 400 for the path, query or headers, 422 for the body.
+
+    A body problem answers the code the domain gave (a rule checked by the model), else the code the
+    body's model gives the fields under a path prefix, else the model's own; the message lists the problems, each naming its
+    field; `details` has one `{"field"}` per problem.
+    """
     problems = error.errors()
-    in_body = any(problem.get("loc", ("body",))[0] == "body" for problem in problems)
-    details = [
-        {"field": _field(problem.get("loc", ())), "problem": _message(problem)} for problem in problems[:20]
-    ]
-    first = details[0] if details else {"field": None, "problem": "is not valid"}
-    where = first["field"] or "the request"
+    in_body = any(str(problem.get("loc", ("body",))[0]) == "body" for problem in problems)
+    tags = body_model.union_tags if body_model is not None else frozenset()
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    fields = [_field(problem.get("loc", ()), tags) for problem in shown]
+    message = "; ".join(_sentence(field, problem) for field, problem in zip(fields, shown, strict=True))
+    details = [{"field": field} for field in dict.fromkeys(fields)]
     if in_body:
+        first = shown[0] if shown else {}
         return error_response(
-            HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_request", f"{where}: {first['problem']}", details
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            _body_code(first, fields[0] if fields else None, body_model),
+            message,
+            details,
         )
     missing = any(problem.get("type") == "missing" for problem in problems)
     code = "missing_parameter" if missing else "invalid_parameter"
-    return error_response(HTTPStatus.BAD_REQUEST, code, f"{where}: {first['problem']}", details)
+    return error_response(HTTPStatus.BAD_REQUEST, code, message, details)
+
+
+def _body_code(problem: Mapping[str, Any], field: str | None, model: type[RequestModel] | None) -> str:
+    domain_code = (problem.get("ctx") or {}).get("code")
+    if domain_code:
+        return str(domain_code)
+    if model is None:
+        return "invalid_request"
+    path = field or ""
+    return next((code for prefix, code in model.field_codes.items() if path.startswith(prefix)), model.error_code)
+
+
+def _sentence(field: str | None, problem: Mapping[str, Any]) -> str:
+    # Pydantic's messages never quote the input; card numbers and personal data stay out of answers.
+    message = str(problem.get("msg", "is not valid")).removeprefix("Value error, ")
+    if problem.get("type") == "extra_forbidden":
+        message = "unknown field (not part of this request)"
+    if problem.get("type") == "missing":
+        message = "is required"
+    if field is None:
+        return message
+    return message if message.startswith(field) else f"{field}: {message}"
 
 
 def unsupported_content_type(_: RequestUnsupportedContentType) -> Response[str]:
@@ -139,15 +173,11 @@ def internal_error(error: BaseException) -> Response[str]:
     )
 
 
-def _field(location: Sequence[Any]) -> str | None:
-    # ("body", "charges", 0, "unit_price") -> "charges[0].unit_price"; ("query", "limit") -> "limit"
-    parts = [part for part in location[1:] if part != "body"] if location else []
+def _field(location: Sequence[Any], tags: frozenset[str] = frozenset()) -> str | None:
+    # ("body", "charges", 0, "per_unit", "unit_price") -> "charges[0].unit_price"; ("query", "limit") ->
+    # "limit". A union's tag in the location (which of the shapes was tried) is not a field of the body.
+    parts = [part for part in location[1:] if not (isinstance(part, str) and part in tags)]
     text = ""
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or None
-
-
-def _message(problem: Mapping[str, Any]) -> str:
-    # Pydantic's messages never quote the input; card numbers and personal data stay out of answers.
-    return str(problem.get("msg", "is not valid")).removeprefix("Value error, ")

@@ -94,7 +94,7 @@ def require_price_strings(plan: Any) -> None:
     if not isinstance(plan, dict):
         return
     for name in PLAN_PRICE_FIELDS:
-        _price_string(plan.get(name), name)
+        require_price_string(plan.get(name), name)
     charges = plan.get("charges")
     if not isinstance(charges, list):
         return
@@ -102,16 +102,16 @@ def require_price_strings(plan: Any) -> None:
         if not isinstance(charge, dict):
             continue
         for name in CHARGE_PRICE_FIELDS:
-            _price_string(charge.get(name), f"charges[{index}].{name}")
+            require_price_string(charge.get(name), f"charges[{index}].{name}")
         tiers = charge.get("tiers")
         if isinstance(tiers, list):
             for position, tier in enumerate(tiers):
                 if isinstance(tier, dict):
                     for name in TIER_PRICE_FIELDS:
-                        _price_string(tier.get(name), f"charges[{index}].tiers[{position}].{name}")
+                        require_price_string(tier.get(name), f"charges[{index}].tiers[{position}].{name}")
 
 
-def _price_string(value: Any, path: str) -> None:
+def require_price_string(value: Any, path: str) -> None:
     if value is None or isinstance(value, str):
         return
     raise InvalidCatalog(
@@ -231,15 +231,6 @@ class TaxLocation:
             exempt=exempt,
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "country": self.country,
-            "region": self.region,
-            "postal_code": self.postal_code,
-            "tax_id": self.tax_id,
-            "exempt": self.exempt,
-        }
-
 
 @dataclass(frozen=True)
 class TaxLocationChange:
@@ -247,19 +238,6 @@ class TaxLocationChange:
 
     effective_at: datetime | None
     tax: TaxLocation
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "effective_at": None if self.effective_at is None else format_instant(self.effective_at),
-            "tax": self.tax.to_json(),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TaxLocationChange:
-        at = data.get("effective_at")
-        return cls(
-            None if at is None else parse_instant(at, "effective_at"), TaxLocation.from_json(data["tax"])
-        )
 
 
 @dataclass(frozen=True)
@@ -289,9 +267,6 @@ class PaymentMethod:
             )
         return cls(token, gateway)
 
-    def to_json(self) -> dict[str, str]:
-        return {"token": self.token, "gateway": self.gateway}
-
 
 @dataclass(frozen=True)
 class SubscriptionSpan:
@@ -309,22 +284,6 @@ class SubscriptionSpan:
         if self.end is not None and self.end <= self.start:
             return False
         return (end is None or self.start < end) and (self.end is None or start < self.end)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "start": format_instant(self.start),
-            "end": None if self.end is None else format_instant(self.end),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SubscriptionSpan:
-        end = data.get("end")
-        return cls(
-            str(data["id"]),
-            parse_instant(data["start"], "start"),
-            None if end is None else parse_instant(end, "end"),
-        )
 
 
 @dataclass(frozen=True)
@@ -385,44 +344,6 @@ class CustomerProfile:
             for span in self.subscriptions
         )
         return replace(self, subscriptions=spans)
-
-    def to_api(self, now: datetime) -> dict[str, Any]:
-        tax = self.tax_at(now)
-        return {
-            "id": self.id,
-            "name": self.name,
-            "email": self.email,
-            "currency": self.billing.currency.code,
-            "timezone": self.billing.timezone,
-            "billing_anchor_day": self.billing.billing_anchor_day,
-            "tax": None if tax is None else tax.to_json(),
-            "tax_history": [change.to_json() for change in self.tax_history],
-            "payment_method": None if self.payment_method is None else self.payment_method.to_json(),
-            "subscriptions": [span.to_json() for span in self.subscriptions],
-            "created_at": format_instant(self.created_at),
-            "updated_at": format_instant(self.updated_at),
-        }
-
-    def to_record(self) -> dict[str, Any]:
-        """What the store keeps (JSON-ready; the revision is kept beside it)."""
-        data = self.to_api(self.created_at)
-        del data["tax"]
-        return data
-
-    @classmethod
-    def from_record(cls, data: Mapping[str, Any], revision: int) -> CustomerProfile:
-        payment = data.get("payment_method")
-        return cls(
-            billing=Customer(data["id"], data["currency"], data["timezone"], int(data["billing_anchor_day"])),
-            created_at=parse_instant(data["created_at"], "created_at"),
-            updated_at=parse_instant(data["updated_at"], "updated_at"),
-            name=data.get("name"),
-            email=data.get("email"),
-            tax_history=tuple(TaxLocationChange.from_json(item) for item in data.get("tax_history") or ()),
-            payment_method=None if payment is None else PaymentMethod.from_json(payment),
-            subscriptions=tuple(SubscriptionSpan.from_json(item) for item in data.get("subscriptions") or ()),
-            revision=revision,
-        )
 
 
 def new_customer(data: Any, now: datetime) -> CustomerProfile:
@@ -576,19 +497,11 @@ class MeterRecord:
     meter: Meter
     created_at: datetime
 
-    def to_api(self) -> dict[str, Any]:
-        data = self.meter.to_json()
-        data["filters"] = {name: json_number(value) for name, value in self.meter.filters.items()}
-        return {**data, "created_at": format_instant(self.created_at)}
-
 
 @dataclass(frozen=True)
 class PlanRecord:
     plan: Plan
     created_at: datetime
-
-    def to_api(self) -> dict[str, Any]:
-        return {**self.plan.to_json(), "created_at": format_instant(self.created_at)}
 
 
 # ---- subscriptions -------------------------------------------------------------------------------------
@@ -602,24 +515,6 @@ class SegmentRecord:
     plan_version: int
     start: datetime
     end: datetime | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "plan_id": self.plan_id,
-            "plan_version": self.plan_version,
-            "start": format_instant(self.start),
-            "end": None if self.end is None else format_instant(self.end),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SegmentRecord:
-        end = data.get("end")
-        return cls(
-            str(data["plan_id"]),
-            int(data["plan_version"]),
-            parse_instant(data["start"], "start"),
-            None if end is None else parse_instant(end, "end"),
-        )
 
 
 @dataclass(frozen=True)
@@ -662,33 +557,3 @@ class SubscriptionRecord:
             for segment in subscription.segments
         )
         return replace(self, segments=segments, updated_at=utc(now))
-
-    def to_api(self) -> dict[str, Any]:
-        current = self.segments[-1] if self.segments else None
-        return {
-            "id": self.id,
-            "customer_id": self.customer_id,
-            "plan_id": None if current is None else current.plan_id,
-            "plan_version": None if current is None else current.plan_version,
-            "status": self.status,
-            "start": format_instant(self.start),
-            "end": None if self.end is None else format_instant(self.end),
-            "segments": [segment.to_json() for segment in self.segments],
-            "created_at": format_instant(self.created_at),
-            "updated_at": format_instant(self.updated_at),
-        }
-
-    def to_record(self) -> dict[str, Any]:
-        return self.to_api()
-
-    @classmethod
-    def from_record(cls, data: Mapping[str, Any], revision: int) -> SubscriptionRecord:
-        return cls(
-            id=str(data["id"]),
-            customer_id=str(data["customer_id"]),
-            start=parse_instant(data["start"], "start"),
-            segments=tuple(SegmentRecord.from_json(item) for item in data.get("segments") or ()),
-            created_at=parse_instant(data["created_at"], "created_at"),
-            updated_at=parse_instant(data["updated_at"], "updated_at"),
-            revision=revision,
-        )

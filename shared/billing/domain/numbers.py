@@ -7,12 +7,15 @@ refused at the edge, with the field it came from, rather than accepted and then 
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 
 MAX_DIGITS = 38
 MIN_ADJUSTED_EXPONENT = -130  # 1E-130
 MAX_ADJUSTED_EXPONENT = 125  # 9.99…E+125
 RANGE_TEXT = "at most 38 significant digits and a magnitude from 1E-130 to 9.99E+125"
+# The context boto3 serializes numbers with: any rounding, clamping or underflow is an error rather
+# than a silently different number ("1.000…0" with 43 digits, "0E-500").
+_BOTO3 = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 
 
 def storable_problem(number: Decimal | int) -> str | None:
@@ -22,11 +25,11 @@ def storable_problem(number: Decimal | int) -> str | None:
     value = Decimal(number)
     if not value.is_finite():
         return "must be a finite number"
-    if value.is_zero():
-        return None
-    # Digits as written: boto3 refuses to round "1.000…0" with more than 38 digits even though it is 1.
-    if len(value.as_tuple().digits) > MAX_DIGITS:
-        return f"has more precision than can be stored ({RANGE_TEXT})"
-    if not MIN_ADJUSTED_EXPONENT <= value.adjusted() <= MAX_ADJUSTED_EXPONENT:
+    try:
+        _BOTO3.create_decimal(value)
+    except ArithmeticError:
+        return f"has more precision or magnitude than can be stored ({RANGE_TEXT})"
+    # DynamoDB's own range is narrower than that context: 1E-131 or 1E+126 would be refused on write.
+    if not value.is_zero() and not MIN_ADJUSTED_EXPONENT <= value.adjusted() <= MAX_ADJUSTED_EXPONENT:
         return f"is out of the range that can be stored ({RANGE_TEXT})"
     return None

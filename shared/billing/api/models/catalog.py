@@ -10,18 +10,28 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    WithJsonSchema,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from billing.api.models.common import (
     CurrencyCode,
     Id,
     Instant,
-    PriceText,
     Quantity,
     RequestModel,
     ResponseModel,
+    domain_rule,
 )
 from billing.domain.catalog import (
     CustomerProfile,
@@ -30,9 +40,12 @@ from billing.domain.catalog import (
     SubscriptionRecord,
     TaxLocation,
     json_number,
+    require_price_string,
 )
+from billing.domain.rating.errors import InvalidCatalog
 from billing.domain.rating.meters import Aggregation
-from billing.domain.rating.periods import format_instant
+from billing.domain.rating.money import parse_decimal
+from billing.domain.rating.periods import billing_timezone, check_anchor_day, format_instant
 from billing.domain.rating.pricing import Charge, Graduated, Package, PerUnit, Tier, Volume
 
 Text = Annotated[str, Field(min_length=1, max_length=256)]
@@ -56,6 +69,8 @@ def _instant(value: datetime | None) -> str | None:
 
 
 class MeterIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_meter"
+
     key: Id = Field(description="The meter's key, named by plan charges")
     event_type: Id = Field(description="The event type it counts")
     aggregation: Aggregation
@@ -92,14 +107,18 @@ class MeterOut(ResponseModel):
 
 
 class TaxIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_customer"
+
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, e.g. US")
     region: str | None = Field(default=None, pattern=r"^[A-Z0-9]{1,3}$", description="e.g. NY")
     postal_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,15}$")
     tax_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9 .\-/]{0,63}$")
-    exempt: bool | None = False
+    exempt: Annotated[bool, Field(strict=True)] | None = False
 
 
 class PaymentMethodIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_payment_method"
+
     token: str = Field(
         pattern=r"^[A-Za-z][A-Za-z0-9_.:\-]{2,254}$",
         description="The token your gateway issued (never card details)",
@@ -109,11 +128,27 @@ class PaymentMethodIn(RequestModel):
 
 Name = Annotated[str, Field(min_length=1, max_length=256)]
 Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Timezone = Annotated[str, Field(min_length=1, max_length=64, examples=["America/New_York"])]
-AnchorDay = Annotated[int, Field(ge=1, le=28, description="Day of the month periods start on")]
+Timezone = Annotated[
+    str,
+    BeforeValidator(domain_rule(billing_timezone)),
+    WithJsonSchema(
+        {"type": "string", "maxLength": 64, "description": "An IANA time zone, e.g. America/New_York"}
+    ),
+]
+AnchorDay = Annotated[
+    int,
+    BeforeValidator(domain_rule(check_anchor_day)),
+    WithJsonSchema(
+        {"type": "integer", "minimum": 1, "maximum": 28, "description": "Day of the month periods start on"}
+    ),
+]
+CUSTOMER_FIELD_CODES = {"payment_method": "invalid_payment_method"}
 
 
 class CustomerIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_customer"
+    field_codes: ClassVar[dict[str, str]] = CUSTOMER_FIELD_CODES
+
     id: Id
     name: Name | None = None
     email: Email | None = None
@@ -126,6 +161,9 @@ class CustomerIn(RequestModel):
 
 class CustomerPatchIn(RequestModel):
     """Fields present are replaced; null clears name, email and payment_method."""
+
+    error_code: ClassVar[str] = "invalid_customer"
+    field_codes: ClassVar[dict[str, str]] = CUSTOMER_FIELD_CODES
 
     id: Id | None = Field(default=None, description="Must be the customer's own id, if given")
     name: Name | None = None
@@ -216,16 +254,69 @@ class CustomerOut(ResponseModel):
 
 # ---- plans -------------------------------------------------------------------------------------------
 
-UpTo = Annotated[Quantity, Field(gt=0)]
+
+def _price(value: Any, info: ValidationInfo) -> Any:
+    """Prices are decimal strings (a JSON number such as 0.1 is a binary float in most clients)."""
+    field = info.field_name or "price"
+    try:
+        require_price_string(value, field)
+        parse_decimal(value, field=field)
+    except InvalidCatalog as problem:
+        raise PydanticCustomError(
+            "domain_rule", "{message}", {"code": problem.code, "message": problem.message}
+        ) from None
+    return value
+
+
+def _positive_quantity(value: Any, info: ValidationInfo) -> Any:
+    try:
+        parse_decimal(value, field=info.field_name or "quantity", allow_zero=False)
+    except InvalidCatalog as problem:
+        raise PydanticCustomError(
+            "domain_rule", "{message}", {"code": problem.code, "message": problem.message}
+        ) from None
+    return value
+
+
+PriceText = Annotated[
+    str,
+    BeforeValidator(_price),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\d{1,38}(\.\d{1,38})?$",
+            "maxLength": 77,
+            "description": 'A non-negative decimal string, e.g. "0.00002"',
+        }
+    ),
+]
+UpTo = Annotated[
+    Decimal,
+    BeforeValidator(_positive_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": r"^\d{1,38}(\.\d{1,38})?$"},
+            ],
+            "description": "A positive number (38 significant digits at most)",
+        }
+    ),
+]
+TIERS = Field(max_length=50, json_schema_extra={"minItems": 1})
 
 
 class TierIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_tiers"
+
     up_to: UpTo | None = Field(description="The tier's upper bound (inclusive); null for the last tier")
     unit_price: PriceText
     flat_fee: PriceText | None = Field(default=None, description="Billed once per period on reaching it")
 
 
 class PerUnitChargeIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_charge"
+
     meter: Id
     model: Literal["per_unit"]
     unit_price: PriceText
@@ -233,6 +324,8 @@ class PerUnitChargeIn(RequestModel):
 
 
 class PackageChargeIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_charge"
+
     meter: Id
     model: Literal["package"]
     package_size: UpTo
@@ -241,16 +334,37 @@ class PackageChargeIn(RequestModel):
 
 
 class TieredChargeIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_charge"
+
     meter: Id
     model: Literal["graduated", "volume"]
-    tiers: list[TierIn] = Field(min_length=1, max_length=50)
+    tiers: list[TierIn] = TIERS
     tax_code: TaxCode | None = None
 
 
 ChargeIn = Annotated[PerUnitChargeIn | PackageChargeIn | TieredChargeIn, Field(discriminator="model")]
+CHARGE_MODELS = frozenset({"per_unit", "package", "graduated", "volume"})
+
+
+def _version_is_assigned(data: Any) -> Any:
+    if isinstance(data, dict) and "version" in data:
+        raise PydanticCustomError(
+            "domain_rule",
+            "{message}",
+            {
+                "code": "invalid_plan",
+                "message": "version is assigned by the catalog: POST /v1/plans creates version 1, "
+                "POST /v1/plans/{id}/versions the next one",
+            },
+        )
+    return data
 
 
 class PlanIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_plan"
+    field_codes: ClassVar[dict[str, str]] = {"charges[": "invalid_charge"}
+    union_tags: ClassVar[frozenset[str]] = CHARGE_MODELS
+
     id: Id
     currency: CurrencyCode
     interval: Literal["month"] = "month"
@@ -259,9 +373,15 @@ class PlanIn(RequestModel):
     minimum_commitment: PriceText | None = Field(default=None, description="Per period; shortfall billed")
     charges: list[ChargeIn] = Field(default_factory=list, max_length=50)
 
+    _no_version = model_validator(mode="before")(_version_is_assigned)
+
 
 class PlanVersionIn(RequestModel):
     """The next version of a plan: the shape of POST /v1/plans; `id` may be left out."""
+
+    error_code: ClassVar[str] = "invalid_plan"
+    field_codes: ClassVar[dict[str, str]] = {"charges[": "invalid_charge"}
+    union_tags: ClassVar[frozenset[str]] = CHARGE_MODELS
 
     id: Id | None = None
     currency: CurrencyCode
@@ -270,6 +390,8 @@ class PlanVersionIn(RequestModel):
     tax_code: TaxCode | None = None
     minimum_commitment: PriceText | None = None
     charges: list[ChargeIn] = Field(default_factory=list, max_length=50)
+
+    _no_version = model_validator(mode="before")(_version_is_assigned)
 
 
 class TierOut(ResponseModel):
@@ -284,14 +406,23 @@ class TierOut(ResponseModel):
         )
 
 
-class PerUnitChargeOut(ResponseModel):
+class _ChargeOut(ResponseModel):
+    @model_serializer(mode="wrap")
+    def _without_absent_tax_code(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("tax_code") is None:
+            data.pop("tax_code", None)  # a charge without its own tax code uses the plan's
+        return data
+
+
+class PerUnitChargeOut(_ChargeOut):
     meter: str
     model: Literal["per_unit"] = "per_unit"
     tax_code: str | None = None
     unit_price: str
 
 
-class PackageChargeOut(ResponseModel):
+class PackageChargeOut(_ChargeOut):
     meter: str
     model: Literal["package"] = "package"
     tax_code: str | None = None
@@ -299,7 +430,7 @@ class PackageChargeOut(ResponseModel):
     package_price: str
 
 
-class TieredChargeOut(ResponseModel):
+class TieredChargeOut(_ChargeOut):
     meter: str
     model: Literal["graduated", "volume"]
     tax_code: str | None = None
@@ -363,21 +494,30 @@ class PlanOut(ResponseModel):
 # ---- subscriptions -----------------------------------------------------------------------------------
 
 
+PlanVersion = Annotated[int, Field(strict=True, ge=1, le=999_999)]
+
+
 class SubscriptionIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_subscription"
+
     id: Id
     customer_id: Id
     plan_id: Id
-    plan_version: int | None = Field(default=None, ge=1, le=999_999, description="Default: the latest")
+    plan_version: PlanVersion | None = Field(default=None, description="Default: the latest")
     start: Instant | None = Field(default=None, description="Default: now")
 
 
 class ChangePlanIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_subscription"
+
     plan_id: Id
-    plan_version: int | None = Field(default=None, ge=1, le=999_999)
+    plan_version: PlanVersion | None = None
     effective_at: Instant | None = Field(default=None, description="Default: now")
 
 
 class CancelIn(RequestModel):
+    error_code: ClassVar[str] = "invalid_subscription"
+
     at: Instant | None = Field(default=None, description="Default: now")
 
 

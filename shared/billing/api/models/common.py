@@ -7,9 +7,10 @@ numbers fit DynamoDB's range (38 significant digits, magnitude 1E-130 to 9.99E+1
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 from urllib.parse import unquote
 
 from pydantic import (
@@ -21,9 +22,12 @@ from pydantic import (
     PlainSerializer,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
+from billing.domain.errors import BillingError
 from billing.domain.ids import ID_RULE, id_problem
 from billing.domain.numbers import storable_problem
+from billing.domain.rating.money import Currency
 from billing.domain.rating.periods import BillingPeriod, format_instant
 from billing.domain.usage_events import RFC3339_PATTERN, parse_timestamp
 
@@ -34,13 +38,38 @@ DEFAULT_PAGE_SIZE = 50
 
 
 class RequestModel(BaseModel):
-    """A request body: unknown fields are refused (a misspelt field must fail, not default)."""
+    """A request body: unknown fields are refused (a misspelt field must fail, not default).
+
+    `error_code` is the code of a 422 about this body; `field_codes` gives some top-level fields their own
+    (a bad currency is `unknown_currency` wherever it appears). A domain rule checked by a field's type
+    (`domain_rule`) answers with the domain's own code and message. `field_codes` keys are path prefixes
+    ("charges[": any field inside a charge).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    error_code: ClassVar[str] = "invalid_request"
+    field_codes: ClassVar[dict[str, str]] = {}
+    union_tags: ClassVar[frozenset[str]] = frozenset()  # tags of tagged unions: not fields of the body
 
 
 class ResponseModel(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+def domain_rule(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A validator running a domain check: its BillingError becomes a validation error that keeps the
+    domain's code and message (the answer is then the same as if the domain had refused the request)."""
+
+    def validate(value: Any) -> Any:
+        try:
+            check(value)
+        except BillingError as problem:
+            raise PydanticCustomError(
+                "domain_rule", "{message}", {"code": problem.code, "message": problem.message}
+            ) from None
+        return value
+
+    return validate
 
 
 # ---- ids ---------------------------------------------------------------------------------------------
@@ -55,7 +84,6 @@ def _check_id(value: str) -> str:
 
 Id = Annotated[
     str,
-    Field(min_length=1, max_length=128, pattern=r"^[!-~]+$", description=f"An id: {ID_RULE}."),
     AfterValidator(_check_id),
     WithJsonSchema(
         {
@@ -85,20 +113,24 @@ PathId = Annotated[
 # ---- instants ----------------------------------------------------------------------------------------
 
 
+def _invalid_instant(message: str) -> PydanticCustomError:
+    return PydanticCustomError("domain_rule", "{message}", {"code": "invalid_timestamp", "message": message})
+
+
 def _parse_instant(value: Any) -> datetime:
-    if isinstance(value, datetime):
+    if isinstance(value, datetime) and value.utcoffset() is not None:
         return value
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 date-time string with an offset, e.g. 2026-03-01T00:00:00Z")
     try:
         return parse_timestamp(value)
-    except Exception:
-        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-03-01T00:00:00Z") from None
+    except BillingError:
+        raise _invalid_instant(
+            "must be an RFC 3339 date-time with an offset, e.g. 2026-03-01T00:00:00Z"
+        ) from None
 
 
 def _in_range(value: datetime) -> datetime:
     if not EARLIEST <= value < LATEST:
-        raise ValueError("must be between 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z")
+        raise _invalid_instant("must be between 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z")
     return value
 
 
@@ -157,7 +189,11 @@ PriceText = Annotated[
     ),
 ]
 MoneyText = Annotated[str, Field(description='An amount in major units, e.g. "12.34"', examples=["12.34"])]
-CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. USD")]
+CurrencyCode = Annotated[
+    str,
+    BeforeValidator(domain_rule(Currency.of)),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code, e.g. USD"}),
+]
 
 
 # ---- shared shapes -----------------------------------------------------------------------------------

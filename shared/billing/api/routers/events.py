@@ -81,7 +81,9 @@ def send_events() -> Response[str]:
     result = services(router).ingest.accept(caller.tenant_id, candidates, now)
     rejected += [
         RejectedEvent(
-            index=item.index, id=item.event_id, error=RejectedError(code=item.code, message=item.message)
+            index=item.index,
+            id=item.event_id,
+            error=RejectedError(code=item.code, message=item.message, field=item.field),
         )
         for item in result.rejected
     ]
@@ -127,7 +129,7 @@ def list_events(
     responses=answers(200, EventOut, 404),
 )
 def get_event(
-    event_id: PathId, customer_id: Annotated[str, Query(description="The event's customer", max_length=1024)]
+    event_id: PathId, customer_id: Annotated[Id, Query(description="The event's customer")]
 ) -> Response[str]:
     report = services(router).events.get(principal(router).tenant_id, customer_id, event_id)
     return respond(HTTPStatus.OK, EventOut.of(report))
