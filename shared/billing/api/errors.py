@@ -93,8 +93,8 @@ def validation_error(
     """A request the edge models refuse: 400 for the path, query or headers, 422 for the body.
 
     A body problem answers the code the domain gave (a rule checked by the model), else the code the
-    body's model gives the fields under a path prefix, else the model's own; the message lists the problems, each naming its
-    field; `details` has one `{"field"}` per problem.
+    body's model gives the fields under a path prefix, else the model's own; the message lists the
+    problems, each naming its field; `details` has one `{"field"}` per problem.
     """
     problems = error.errors()
     in_body = any(str(problem.get("loc", ("body",))[0]) == "body" for problem in problems)
@@ -123,7 +123,8 @@ def _body_code(problem: Mapping[str, Any], field: str | None, model: type[Reques
     if model is None:
         return "invalid_request"
     path = field or ""
-    return next((code for prefix, code in model.field_codes.items() if path.startswith(prefix)), model.error_code)
+    codes = (code for prefix, code in model.field_codes.items() if path.startswith(prefix))
+    return next(codes, model.error_code)
 
 
 def _sentence(field: str | None, problem: Mapping[str, Any]) -> str:
