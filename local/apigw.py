@@ -31,6 +31,8 @@ STAGE = "prod"
 RESOURCE = "/v1/{proxy+}"
 RESOURCE_PREFIX = "/v1/"
 OPENAPI_RESOURCE = "/v1/openapi.json"
+DOCS_RESOURCE = "/docs"
+PUBLIC_RESOURCES = (OPENAPI_RESOURCE, DOCS_RESOURCE)  # GET only, no key: the API describes itself
 
 # Media types whose bodies API Gateway hands to Lambda as text; anything else goes base64-encoded, as it
 # does for binary media types.
@@ -177,13 +179,14 @@ class Route:
 
 
 def match_route(method: str, raw_path: str) -> Route | None:
-    """The resources of the CDK app: GET /v1/openapi.json (open), ANY /v1/{proxy+} (authorizer + API key).
+    """The resources of the CDK app: GET /v1/openapi.json and GET /docs (open), ANY /v1/{proxy+}
+    (authorizer + API key).
 
-    An explicit resource wins over the greedy one, so other methods on /v1/openapi.json match nothing.
+    An explicit resource wins over the greedy one, so other methods on the open resources match nothing.
     """
     path = route_path(raw_path)
-    if path == OPENAPI_RESOURCE:
-        return Route(OPENAPI_RESOURCE, None, authorized=False) if method.upper() == "GET" else None
+    if path in PUBLIC_RESOURCES:
+        return Route(path, None, authorized=False) if method.upper() == "GET" else None
     if path.startswith(RESOURCE_PREFIX) and len(path) > len(RESOURCE_PREFIX):
         return Route(RESOURCE, {"proxy": path[len(RESOURCE_PREFIX) :]}, authorized=True)
     return None

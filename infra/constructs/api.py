@@ -295,21 +295,24 @@ class ApiConstruct(Construct):
                 "to a tenant and its usage-plan key; there are no Cognito users.",
             )
         )
-        openapi = v1.add_resource("openapi.json").add_method(
-            "GET",
-            integration,
-            authorization_type=apigw.AuthorizationType.NONE,
-            api_key_required=False,
-            request_validator=validator,
-        )
-        for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
-            cdk.Validations.of(openapi).acknowledge(
-                cdk.Acknowledgment(
-                    id=rule,
-                    reason="GET /v1/openapi.json is the public description of the API; it returns no "
-                    "tenant data, so it is deliberately open.",
-                )
+        # The API's description is open: the OpenAPI document and the page that renders it.
+        for parent, part in ((v1, "openapi.json"), (self.rest_api.root, "docs")):
+            public = parent.add_resource(part).add_method(
+                "GET",
+                integration,
+                authorization_type=apigw.AuthorizationType.NONE,
+                api_key_required=False,
+                request_validator=validator,
             )
+            for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+                cdk.Validations.of(public).acknowledge(
+                    cdk.Acknowledgment(
+                        id=rule,
+                        reason=f"GET {parent.path.rstrip('/')}/{part} is the public description of the API (the "
+                        "OpenAPI document, or the page rendering it); it returns no tenant data, so it is "
+                        "deliberately open.",
+                    )
+                )
 
     def _build_usage_plan(self) -> apigw.UsagePlan:
         throttle = resources.DEFAULT_TENANT_THROTTLE

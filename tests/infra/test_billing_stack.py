@@ -358,7 +358,7 @@ def test_the_authorizer_is_a_cached_token_authorizer_on_the_authorization_header
     assert authorizer["Properties"]["AuthorizerResultTtlInSeconds"] == 60
 
 
-def test_every_route_but_the_openapi_document_needs_the_authorizer_and_an_api_key(
+def test_every_route_but_the_openapi_document_and_its_docs_page_needs_the_authorizer_and_an_api_key(
     synthesized: Synthesized,
 ) -> None:
     (authorizer_id,) = synthesized.resources("AWS::ApiGateway::Authorizer")
@@ -368,11 +368,11 @@ def test_every_route_but_the_openapi_document_needs_the_authorizer_and_an_api_ke
         for logical_id, method in methods.items()
     }
 
-    assert sorted(paths.values()) == ["openapi.json", "{proxy+}"]
+    assert sorted(paths.values()) == ["docs", "openapi.json", "{proxy+}"]
     for logical_id, method in methods.items():
         properties = method["Properties"]
         assert properties["Integration"]["Type"] == "AWS_PROXY"
-        if paths[logical_id] == "openapi.json":
+        if paths[logical_id] in ("openapi.json", "docs"):
             assert (properties["HttpMethod"], properties["AuthorizationType"]) == ("GET", "NONE")
             assert properties["ApiKeyRequired"] is False
         else:
@@ -382,13 +382,16 @@ def test_every_route_but_the_openapi_document_needs_the_authorizer_and_an_api_ke
             assert properties["ApiKeyRequired"] is True
 
 
-def test_the_proxy_lives_under_v1(synthesized: Synthesized) -> None:
+def test_the_proxy_lives_under_v1_and_the_docs_page_at_the_root(synthesized: Synthesized) -> None:
     api_resources = synthesized.resources("AWS::ApiGateway::Resource")
     (v1_id,) = (i for i, r in api_resources.items() if r["Properties"]["PathPart"] == "v1")
 
     for part in ("{proxy+}", "openapi.json"):
         (child,) = (r for r in api_resources.values() if r["Properties"]["PathPart"] == part)
         assert child["Properties"]["ParentId"] == {"Ref": v1_id}
+    (rest_api_id,) = synthesized.resources("AWS::ApiGateway::RestApi")
+    (docs,) = (r for r in api_resources.values() if r["Properties"]["PathPart"] == "docs")
+    assert docs["Properties"]["ParentId"] == {"Fn::GetAtt": [rest_api_id, "RootResourceId"]}
 
 
 def test_the_usage_plan_throttles_each_tenant_at_the_default_and_covers_the_stage(
