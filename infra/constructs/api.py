@@ -308,9 +308,9 @@ class ApiConstruct(Construct):
                 cdk.Validations.of(public).acknowledge(
                     cdk.Acknowledgment(
                         id=rule,
-                        reason=f"GET {parent.path.rstrip('/')}/{part} is the public description of the API (the "
-                        "OpenAPI document, or the page rendering it); it returns no tenant data, so it is "
-                        "deliberately open.",
+                        reason=f"GET {parent.path.rstrip('/')}/{part} is the public description of the "
+                        "API (the OpenAPI document, or the page rendering it); it returns no tenant data, so "
+                        "it is deliberately open.",
                     )
                 )
 
