@@ -53,6 +53,15 @@ TAGS: list[Tag | str] = [
     Tag(name="Ledger", description="Journal entries and balances"),
 ]
 SCHEMA_REF = "#/components/schemas/{model}"
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: the same key with the same request replays the first answer byte for "
+    "byte (with `Idempotent-Replayed: true`), the same key with another request answers 422; keys are kept "
+    "24 hours per tenant",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
 # Powertools' own validation-error schemas: this API answers every error in its own shape instead.
 _UNUSED = ("HTTPValidationError", "ValidationError")
 
@@ -86,6 +95,10 @@ def build_document(app: APIGatewayRestResolver) -> dict[str, Any]:
     )
     schemas.update(definitions.get("$defs", {}))
     components["requestBodies"] = {"UsageEvents": _events_request_body()}
+    for item in document.get("paths", {}).values():
+        for method, operation in item.items():
+            if method in ("post", "patch"):
+                operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
     return document
 
 

@@ -171,6 +171,5 @@ def _raw_id(raw: Any) -> str | None:
 
 
 def _rejected(index: int, event_id: str | None, problem: InvalidEvent) -> RejectedEvent:
-    return RejectedEvent(
-        index=index, id=event_id, error=RejectedError(code=problem.code, message=problem.message)
-    )
+    error = RejectedError(code=problem.code, message=problem.message, field=problem.field)
+    return RejectedEvent(index=index, id=event_id, error=error)
