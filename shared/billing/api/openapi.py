@@ -63,7 +63,7 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
 }
 # Powertools' own validation-error schemas: this API answers every error in its own shape instead.
-_UNUSED = ("HTTPValidationError", "ValidationError")
+_UNUSED = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
 
 
 def build_document(app: APIGatewayRestResolver) -> dict[str, Any]:
