@@ -239,6 +239,27 @@ def test_an_event_stored_after_its_period_was_finalized_reads_late_and_is_billed
     assert status_of("november")["status"] == "counted"
 
 
+def test_a_late_event_of_a_cancelled_subscription_is_billed_on_the_customers_next_invoice() -> None:
+    catalog()
+    customer()
+    subscribe("cus_1", "2026-10-01T00:00:00Z")
+    cancel("sub_1", "2026-11-01T00:00:00Z")  # October is sub_1's last period
+    subscribe("cus_1", "2026-11-01T00:00:00Z", subscription_id="sub_2")
+    send([("on-time", "2026-10-25T10:00:00Z")], tokens=900)
+    [october] = close("2026-11-02T00:00:00Z")
+    assert invoice(october["invoice_id"])["subtotal"] == "49.00"
+
+    send([("late", "2026-10-30T00:00:00Z")], tokens=300)  # 200 tokens above October's free tier
+    assert status_of("late") == {"status": "late", "subscription_id": "sub_1", "period": OCTOBER}
+
+    [november] = close("2026-12-02T00:00:00Z")  # the customer's next invoice: sub_2's November
+    assert invoice(november["invoice_id"])["subscription_id"] == "sub_2"
+    adjustments = [line for line in invoice(november["invoice_id"])["lines"] if line["type"] == "adjustment"]
+    assert [(line["adjusted_invoice_id"], line["amount"]) for line in adjustments] == [
+        (october["invoice_id"], "2.00")
+    ]
+
+
 # ---- unbilled -----------------------------------------------------------------------------------------
 
 
@@ -365,7 +386,7 @@ def test_an_unbilled_event_becomes_counted_once_a_subscription_covers_it() -> No
     assert unbilled_ids("cus_new") == []
 
 
-def test_events_between_two_subscriptions_are_unbilled_until_a_subscription_fills_the_gap() -> None:
+def test_events_in_the_gap_between_two_subscriptions_are_unbilled() -> None:
     catalog()
     customer()
     subscribe("cus_1", "2026-10-25T00:00:00Z")

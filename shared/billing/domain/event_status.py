@@ -59,7 +59,10 @@ def event_status(
 
 def uncovered_windows(spans: Iterable[SubscriptionSpan]) -> list[Window]:
     """The windows of time no subscription covers, in order: where unbilled events' timestamps lie."""
-    covered = sorted((span.start, span.end) for span in spans if span.end is None or span.end > span.start)
+    covered = sorted(
+        ((span.start, span.end) for span in spans if span.end is None or span.end > span.start),
+        key=lambda interval: interval[0],  # a running span's end (None) is never compared
+    )
     windows: list[Window] = []
     cursor: datetime | None = None  # everything before `cursor` is accounted for (None: nothing yet)
     for start, end in covered:

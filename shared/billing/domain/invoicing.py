@@ -19,6 +19,7 @@ Pure: instants are passed in.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -55,7 +56,8 @@ PAYABLE = frozenset({InvoiceStatus.FINALIZED, InvoiceStatus.PARTIALLY_PAID})
 
 
 def _frozen(lines: Iterable[Line]) -> tuple[Line, ...]:
-    return tuple(MappingProxyType(dict(line)) for line in lines)
+    # A copy of its own (nested values included): changing the draft later never changes an issued line.
+    return tuple(MappingProxyType(copy.deepcopy(dict(line))) for line in lines)
 
 
 @dataclass(frozen=True)

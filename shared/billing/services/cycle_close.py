@@ -173,10 +173,9 @@ class CycleCloseService:
         tenant_id = due.tenant_id
         customer, subscription = self._load(tenant_id, due)
         period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
-        # Every segment: earlier periods are re-rated for late events too.
         segments = loaded_segments(self._catalog, tenant_id, subscription)
         meters = {meter.key: meter for meter in self._catalog.all_meters(tenant_id)}
-        adjustments = self._late_adjustments(tenant_id, customer, subscription, period, segments, meters)
+        adjustments = self._late_adjustments(tenant_id, customer, period, meters)
         events = self._events.events_in(tenant_id, customer.id, period.start_utc, period.end_utc)
         invoice = build_invoice(
             tenant_id, customer.billing, subscription.id, period, segments, meters, events, adjustments
@@ -185,17 +184,14 @@ class CycleCloseService:
         return {"run": run, "item": {**_carry(item), "invoice": invoice.to_dict()}}
 
     def _late_adjustments(
-        self,
-        tenant_id: str,
-        customer: CustomerProfile,
-        subscription: SubscriptionRecord,
-        period: BillingPeriod,
-        segments: list[SubscriptionSegment],
-        meters: dict[str, Meter],
+        self, tenant_id: str, customer: CustomerProfile, period: BillingPeriod, meters: dict[str, Meter]
     ) -> list[InvoiceLine]:
-        """Corrections of earlier periods that late events (still within the event window) changed."""
-        finalized = self._earlier_finalized(tenant_id, customer, subscription, period)
+        """Corrections of the customer's earlier periods that late events (still within the event window)
+        changed, whichever of the customer's subscriptions billed them: a late event of a subscription
+        that has since been cancelled is billed on the customer's next invoice all the same."""
+        finalized = self._earlier_finalized(tenant_id, customer, period)
         currency = customer.billing.currency
+        segments_of: dict[str, list[SubscriptionSegment]] = {}
         lines: list[InvoiceLine] = []
         for index, (old_period, stored) in enumerate(finalized):
             billed = [
@@ -203,16 +199,24 @@ class CycleCloseService:
                 for line in stored.rated_lines
                 if line["type"] != LineType.ADJUSTMENT
             ]
-            # Corrections already issued for it, on the invoices of the periods after it.
+            # Corrections already issued for it, on the invoices finalized after it.
             for _, later in finalized[index + 1 :]:
                 billed += [
                     InvoiceLine.from_json(line, currency)
                     for line in later.rated_lines
                     if line["type"] == LineType.ADJUSTMENT and line.get("adjusted_invoice_id") == stored.id
                 ]
+            if stored.subscription_id not in segments_of:
+                segments_of[stored.subscription_id] = self._segments(tenant_id, stored.subscription_id)
             events = self._events.events_in(tenant_id, customer.id, old_period.start_utc, old_period.end_utc)
             re_rated = build_invoice(
-                tenant_id, customer.billing, subscription.id, old_period, segments, meters, events
+                tenant_id,
+                customer.billing,
+                stored.subscription_id,
+                old_period,
+                segments_of[stored.subscription_id],
+                meters,
+                events,
             )
             found = adjustment_for(billed, re_rated)
             if found:
@@ -220,24 +224,32 @@ class CycleCloseService:
             lines += found
         return lines
 
+    def _segments(self, tenant_id: str, subscription_id: str) -> list[SubscriptionSegment]:
+        subscription = self._catalog.get_subscription(tenant_id, subscription_id)
+        if subscription is None:
+            raise NotFound(f"subscription {subscription_id} of a finalized invoice no longer exists")
+        return loaded_segments(self._catalog, tenant_id, subscription)
+
     def _earlier_finalized(
-        self,
-        tenant_id: str,
-        customer: CustomerProfile,
-        subscription: SubscriptionRecord,
-        period: BillingPeriod,
+        self, tenant_id: str, customer: CustomerProfile, period: BillingPeriod
     ) -> list[tuple[BillingPeriod, IssuedInvoice]]:
-        """The finalized invoices of the periods before `period` that may still change (event window)."""
+        """The customer's finalized invoices of the periods before `period` that may still change (the
+        event window), of every subscription it had then, in the order they were finalized."""
         open_since = period.start_utc - self._settings.event_max_age - self._settings.grace
-        earlier = customer.billing.cycle.periods_between(open_since, period.start_utc)
+        earlier = [
+            old
+            for old in customer.billing.cycle.periods_between(open_since, period.start_utc)
+            if old.end_utc <= period.start_utc
+        ]
         found = []
-        for old in earlier:
-            if old.end_utc > period.start_utc:
-                continue
-            stored = self._invoices.get(tenant_id, make_invoice_id(tenant_id, subscription.id, old.start_utc))
-            if stored is not None:
-                found.append((old, stored))
-        return found
+        for span in customer.subscriptions:
+            for old in earlier:
+                if not span.overlaps(old.start_utc, old.end_utc):
+                    continue
+                stored = self._invoices.get(tenant_id, make_invoice_id(tenant_id, span.id, old.start_utc))
+                if stored is not None:
+                    found.append((old, stored))
+        return sorted(found, key=lambda pair: (pair[1].finalized_at, pair[1].id))
 
     # -- tax ------------------------------------------------------------------------------------------
 
@@ -249,7 +261,7 @@ class CycleCloseService:
         difference to what was billed for them is a tax correction line on this invoice.
         """
         due = DuePeriod.from_json(item["due"])
-        customer, subscription = self._load(due.tenant_id, due)
+        customer, _ = self._load(due.tenant_id, due)
         invoice = item["invoice"]
         currency = Currency.of(invoice["currency"])
         period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
@@ -257,7 +269,7 @@ class CycleCloseService:
         quote = self._quote(customer, invoice["lines"], str(invoice["id"]), cycle.last_day(period), currency)
         tax_lines = [] if quote is None else [line.to_json(currency) for line in quote.lines]
         decisions = [] if quote is None else [dict(decision) for decision in quote.decisions]
-        finalized = self._earlier_finalized(due.tenant_id, customer, subscription, period)
+        finalized = self._earlier_finalized(due.tenant_id, customer, period)
         for index, (old_period, old) in enumerate(finalized):
             requote = self._quote(
                 customer, list(old.rated_lines), old.id, cycle.last_day(old_period), currency
