@@ -12,19 +12,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import ClientError
 
-from billing.adapters.aws_errors import error_code, is_transient
+from billing.adapters.dynamo import call
 from billing.adapters.event_store import stored_event_from
 from billing.adapters.keys import BY_TIME_INDEX, event_partition
-from billing.domain.errors import MalformedRequest, TransientFailure
+from billing.domain.errors import MalformedRequest
 from billing.domain.event_status import StoredEvent, Window
 from billing.domain.pages import Page
 from billing.domain.usage_events import UsageEvent, format_timestamp, parse_timestamp
@@ -105,50 +104,40 @@ class DynamoEventsReader:
         self, partition: str, low: str, high: str, after: tuple[str, str] | None, wanted: int
     ) -> list[tuple[str, str, dict[str, Any]]]:
         """Up to `wanted` events of one shard with low <= ts <= high and (ts, id) after `after`, in order."""
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": BY_TIME_INDEX,
-            "KeyConditionExpression": "pk = :pk AND ts BETWEEN :low AND :high",
-            "ExpressionAttributeValues": {":pk": {"S": partition}, ":low": {"S": low}, ":high": {"S": high}},
-        }
         rows: list[tuple[str, str, dict[str, Any]]] = []
-        while True:
-            try:
-                response = self._client.query(**request)
-            except ClientError as exc:
-                if is_transient(exc):
-                    raise TransientFailure(f"events table: {error_code(exc)}") from exc
-                raise
+        for response in self._pages(partition, low, high):
             for item in response.get("Items", []):
                 row = (item["ts"]["S"], item["event_id"]["S"], item)
                 if after is None or (row[0], row[1]) > after:
                     rows.append(row)
+            rows.sort(key=_order)
             last = response.get("LastEvaluatedKey")
             # Events with one timestamp come in no particular order: read past the last wanted instant.
-            rows.sort(key=_order)
-            if not last or (len(rows) >= wanted and rows[wanted - 1][0] < last["ts"]["S"]):
-                return rows[:wanted]
-            request["ExclusiveStartKey"] = last
+            if last and len(rows) >= wanted and rows[wanted - 1][0] < last["ts"]["S"]:
+                break
+        return rows[:wanted]
 
     def _shard(self, partition: str, low: str, high: str) -> list[UsageEvent]:
+        return [
+            _event_from(item)
+            for response in self._pages(partition, low, high)
+            for item in response.get("Items", [])
+        ]
+
+    def _pages(self, partition: str, low: str, high: str) -> Iterator[dict[str, Any]]:
+        """The pages of one shard's events with low <= ts <= high, in timestamp order."""
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": BY_TIME_INDEX,
             "KeyConditionExpression": "pk = :pk AND ts BETWEEN :low AND :high",
             "ExpressionAttributeValues": {":pk": {"S": partition}, ":low": {"S": low}, ":high": {"S": high}},
         }
-        events: list[UsageEvent] = []
         while True:
-            try:
-                response = self._client.query(**request)
-            except ClientError as exc:
-                if is_transient(exc):
-                    raise TransientFailure(f"events table: {error_code(exc)}") from exc
-                raise
-            events += [_event_from(item) for item in response.get("Items", [])]
+            response = call("events table", lambda: self._client.query(**request))
+            yield response
             last = response.get("LastEvaluatedKey")
             if not last:
-                return events
+                return
             request["ExclusiveStartKey"] = last
 
 
