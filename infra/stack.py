@@ -10,11 +10,12 @@ from constructs import Construct
 from billing import resources
 from infra.config import DeploymentConfig
 from infra.constructs.api import ApiConstruct
-from infra.constructs.cycle_close import CycleCloseConstruct, grace_seconds_from_context
+from infra.constructs.cycle_close import CycleCloseConstruct, function_settings_from_context
 from infra.constructs.data import DataConstruct
 from infra.constructs.ingest import IngestConstruct
 from infra.constructs.layer import SharedLayer
 from infra.constructs.observability import ObservabilityConstruct
+from infra.constructs.registry import ResourceRegistry
 
 
 class BillingStack(cdk.Stack):
@@ -23,19 +24,15 @@ class BillingStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.data = DataConstruct(self, "Data")
+        # Each function is built from its spec against what the constructs before it added here, so the
+        # order below is the order of use: tables, then the queues, then the state machine the api starts.
+        self.registry = ResourceRegistry(self.data.key, function_settings_from_context(self.node))
+        for spec in resources.TABLES:
+            self.registry.add_table(spec, self.data.table(spec))
         layer = SharedLayer(self, "SharedLayer", build=config.build_layer).layer
-        self.ingest = IngestConstruct(self, "Ingest", data=self.data, layer=layer)
-        self.cycle_close = CycleCloseConstruct(
-            self,
-            "CycleClose",
-            data=self.data,
-            ingest=self.ingest,
-            layer=layer,
-            grace_seconds=grace_seconds_from_context(self.node),
-        )
-        self.api = ApiConstruct(self, "Api", config=config, data=self.data, ingest=self.ingest, layer=layer)
-        # POST /v1/billing-runs starts a run, GET /v1/billing-runs/{id} reads it.
-        self.cycle_close.allow_runs(self.api.api_function)
+        self.ingest = IngestConstruct(self, "Ingest", registry=self.registry, layer=layer)
+        self.cycle_close = CycleCloseConstruct(self, "CycleClose", registry=self.registry, layer=layer)
+        self.api = ApiConstruct(self, "Api", config=config, registry=self.registry, layer=layer)
         self.observability = ObservabilityConstruct(
             self,
             "Observability",

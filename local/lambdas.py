@@ -1,13 +1,16 @@
 """The Lambda functions, run locally: one worker process per execution environment, as in AWS.
 
-Workers are `python -m local.lambda_worker` processes fed JSON events over a socket pair.
+Workers are `python -m local.lambda_worker` processes fed JSON events over a socket pair. A function is
+built from its spec (`billing.resources.FunctionSpec`, the one the CDK app deploys): name, handler and
+timeout come from there, and its workers get only its spec's environment (`function_environment`): the
+settings it reads, plus what any process needs (AWS endpoint and credentials, Powertools, Python's own).
 
-Each function gets its own processes (spawned with the runtime's environment), so the module singletons
-the handlers share (the Powertools resolver's current event, Logger keys, Metrics buffers, cached
-composition roots) are never touched by two invocations at once, and a function that is slow or crashes
-does not stall the others. An environment runs one invocation at a time; `concurrency` environments are
-started up front (an import error shows at start-up). A call that outlives the function's timeout kills
-its environment, as Lambda does.
+Each function gets its own processes, so the module singletons the handlers share (the Powertools
+resolver's current event, Logger keys, Metrics buffers, cached composition roots) are never touched by
+two invocations at once, and a function that is slow or crashes does not stall the others. An
+environment runs one invocation at a time; `concurrency` environments are started up front (an import
+error shows at start-up). A call that outlives the function's timeout kills its environment, as Lambda
+does.
 
 An environment that dies (killed from outside, a handler that crashed the interpreter, a timeout) is
 noticed by a watcher thread as it exits, never handed to an invocation, and replaced in the background,
@@ -15,7 +18,8 @@ so the pool comes back to `concurrency` without making a request wait for a cold
 environment is free. An invocation that was running in it fails (`Runtime.ExitError`), as in Lambda.
 
 Handlers given as callables (tests' stand-ins) and `in_process=True` (handy under a debugger) run in
-this process instead, one invocation at a time.
+this process instead, one invocation at a time. They see this process's whole environment, every other
+function's settings included: only worker processes are held to their spec's environment.
 """
 
 from __future__ import annotations
@@ -34,11 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from billing.resources import (
-    CONSUMER_TIMEOUT_SECONDS,
-    CYCLE_CLOSE_FUNCTION_NAME,
-    CYCLE_CLOSE_TIMEOUT_SECONDS,
-)
+from billing.resources import FunctionSpec
 from local.lambda_context import new_context
 
 Handler = Callable[[Any, Any], Any]
@@ -71,6 +71,60 @@ class LambdaFunction:
     name: str
     handler: str | Handler
     timeout_seconds: int = 30
+
+    @classmethod
+    def from_spec(
+        cls, spec: FunctionSpec, *, handler: str | Handler | None = None, timeout_scale: float = 1.0
+    ) -> LambdaFunction:
+        """The spec's function; `handler` stands in for its code (tests), `timeout_scale` stretches its
+        timeout (moto answers slower than AWS)."""
+        return cls(
+            spec.name,
+            spec.local_handler if handler is None else handler,
+            max(1, round(spec.timeout_seconds * timeout_scale)),
+        )
+
+
+# What a worker process needs whatever its function: the AWS SDK's endpoint, region and credentials, moto's
+# port, Powertools' switches, and what Python and its libraries read from the environment.
+_PROCESS_PREFIXES = ("AWS_", "MOTO_", "POWERTOOLS_", "PYTHON", "LC_")
+_PROCESS_VARIABLES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "VIRTUAL_ENV",
+        "LD_LIBRARY_PATH",
+        "DYLD_LIBRARY_PATH",
+        "SYSTEMROOT",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        # botocore honours proxies as the runtime's own clients do (NO_PROXY keeps moto direct).
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    }
+)
+
+
+def function_environment(spec: FunctionSpec, env: Mapping[str, str]) -> dict[str, str]:
+    """`env` narrowed to what the spec's function may see: its own settings (table names, queue URLs, the
+    state machine ARN, the other settings it reads) and the process variables every worker needs. As in
+    AWS, where each function's environment is exactly its spec's (`infra.constructs.function`)."""
+    own = set(spec.env_vars)
+    return {
+        name: value
+        for name, value in env.items()
+        if name in own or name in _PROCESS_VARIABLES or name.startswith(_PROCESS_PREFIXES)
+    }
 
 
 def resolve_handler(spec: str | Handler) -> Handler:
@@ -377,20 +431,3 @@ def make_invoker(
     if in_process or callable(function.handler):
         return InProcessInvoker(function)
     return ProcessInvoker(function, env, concurrency)
-
-
-API_FUNCTION = LambdaFunction("billing-api", "functions.api.handler:handler", timeout_seconds=29)
-AUTHORIZER_FUNCTION = LambdaFunction(
-    "billing-authorizer", "functions.authorizer.handler:handler", timeout_seconds=10
-)
-CONSUMER_FUNCTION = LambdaFunction(
-    "billing-ingest-consumer",
-    "functions.ingest_consumer.handler:handler",
-    timeout_seconds=CONSUMER_TIMEOUT_SECONDS,
-)
-# Named as the state machine's Lambda tasks name it locally (`LambdaRouter` routes by this name).
-CYCLE_CLOSE_FUNCTION = LambdaFunction(
-    CYCLE_CLOSE_FUNCTION_NAME,
-    "functions.cycle_close.handler:handler",
-    timeout_seconds=CYCLE_CLOSE_TIMEOUT_SECONDS,
-)

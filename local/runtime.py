@@ -5,6 +5,9 @@ tenant with an admin and an ingest key, serves the HTTP API (API Gateway played 
 the pump that plays the SQS event source mapping of the ingest consumer, creates the cycle-close state
 machine in moto (its Lambda tasks routed to the local cycle-close function, `local.stepfunctions`) and
 starts it on a timer as EventBridge Scheduler does (`local.scheduler`).
+
+The four functions are built from their specs in `billing.resources` (the ones the CDK app deploys), and
+each one's worker processes get only its spec's environment (`local.lambdas.function_environment`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,18 +29,16 @@ import boto3
 
 from billing import resources
 from billing.adapters.provisioning import create_all
+from billing.resources import FunctionSpec
 from billing.workflows.cycle_close import cycle_close_definition
 from local.apigw import AuthorizerCache, LocalApiGateway, TenantThrottle
 from local.http_api import LocalHttpApi
 from local.lambdas import (
-    API_FUNCTION,
-    AUTHORIZER_FUNCTION,
-    CONSUMER_FUNCTION,
-    CYCLE_CLOSE_FUNCTION,
     Handler,
     Invoker,
     LambdaFunction,
     ProcessInvoker,
+    function_environment,
     make_invoker,
 )
 from local.moto_server import REGION, LocalMoto, aws_environment
@@ -80,14 +81,32 @@ class StartupError(RuntimeError):
     """The runtime cannot start (port taken, invalid fixed key, ...): a message for the user, no traceback."""
 
 
+# The runtime's functions by the name it uses for them; everything else about them is in their spec.
+FUNCTION_SPECS: dict[str, FunctionSpec] = {
+    "api": resources.API_FUNCTION,
+    "authorizer": resources.AUTHORIZER_FUNCTION,
+    "consumer": resources.INGEST_CONSUMER_FUNCTION,
+    "cycle-close": resources.CYCLE_CLOSE_FUNCTION,
+}
+
+
 @dataclass(frozen=True)
 class Handlers:
     """Which handler plays each function (tests may pass callables instead of the real modules)."""
 
-    api: str | Handler = API_FUNCTION.handler
-    authorizer: str | Handler = AUTHORIZER_FUNCTION.handler
-    consumer: str | Handler = CONSUMER_FUNCTION.handler
-    cycle_close: str | Handler = CYCLE_CLOSE_FUNCTION.handler
+    api: str | Handler = resources.API_FUNCTION.local_handler
+    authorizer: str | Handler = resources.AUTHORIZER_FUNCTION.local_handler
+    consumer: str | Handler = resources.INGEST_CONSUMER_FUNCTION.local_handler
+    cycle_close: str | Handler = resources.CYCLE_CLOSE_FUNCTION.local_handler
+
+    def for_function(self, name: str) -> str | Handler:
+        """The handler of the function the runtime calls `name` (a key of FUNCTION_SPECS)."""
+        return {
+            "api": self.api,
+            "authorizer": self.authorizer,
+            "consumer": self.consumer,
+            "cycle-close": self.cycle_close,
+        }[name]
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -128,9 +147,10 @@ def _log_function_error(where: str, exc: BaseException) -> None:
 class LocalRuntime:
     """The local runtime as a Python object: `start()`, use `.api_url` / `.endpoint_url` / keys, `stop()`.
 
-    It sets process environment variables (AWS endpoint, fake credentials, table and queue names) because
-    the functions (worker processes, or in-process ones) read them; `stop()` restores what was there
-    before. Run one at a time per process.
+    It sets process environment variables (AWS endpoint, fake credentials, table and queue names, the
+    functions' settings) and `stop()` restores what was there before; run one at a time per process. Each
+    function's worker processes get only their spec's share of that environment (`environment_for`);
+    in-process functions (`in_process=True`, or callables as handlers) run here and see all of it.
     """
 
     def __init__(
@@ -241,20 +261,14 @@ class LocalRuntime:
         resource_env = create_all(dynamodb, sqs)
         self._set_env(resource_env)
         sfn = boto3.client("stepfunctions", endpoint_url=endpoint, region_name=REGION)
-        # Before the functions start: the api function reads the ARN from the environment it inherits.
+        # Before the functions start: the api function's spec gives it the ARN from this environment.
         machine_env = self._create_state_machine(endpoint, sfn)
         self._set_env(machine_env)
+        # Every function's resources together, with the AWS variables: what a client of this runtime needs
+        # (the READY line, the banner's exports); no single function gets all of it.
         self.function_env = {**env, **resource_env, **machine_env}
 
-        functions = {
-            name: LambdaFunction(base.name, handler, max(1, round(base.timeout_seconds * self.timeout_scale)))
-            for name, base, handler in (
-                ("api", API_FUNCTION, self.handlers.api),
-                ("authorizer", AUTHORIZER_FUNCTION, self.handlers.authorizer),
-                ("consumer", CONSUMER_FUNCTION, self.handlers.consumer),
-                ("cycle-close", CYCLE_CLOSE_FUNCTION, self.handlers.cycle_close),
-            )
-        }
+        functions = self.build_functions()
         _reset_handler_caches(
             [f.handler.partition(":")[0] for f in functions.values() if isinstance(f.handler, str)]
         )
@@ -265,9 +279,13 @@ class LocalRuntime:
             "consumer": 1,
             "cycle-close": self.cycle_close_concurrency,
         }
+        # Built now that every variable is set (the state machine ARN last): each gets its spec's share.
         invokers = {
             name: make_invoker(
-                function, dict(os.environ), concurrency=concurrency[name], in_process=self.in_process
+                function,
+                self.environment_for(name),
+                concurrency=concurrency[name],
+                in_process=self.in_process,
             )
             for name, function in functions.items()
         }
@@ -282,7 +300,7 @@ class LocalRuntime:
             with ThreadPoolExecutor(len(workers)) as pool:
                 list(pool.map(lambda invoker: invoker.load(), workers))
         # moto runs executions in this process: its Lambda tasks now reach the cycle-close function.
-        self._routes = {CYCLE_CLOSE_FUNCTION.name: invokers["cycle-close"]}
+        self._routes = {resources.CYCLE_CLOSE_FUNCTION.name: invokers["cycle-close"]}
         LambdaRouter.install(self._routes)
 
         gateway = LocalApiGateway(
@@ -309,6 +327,19 @@ class LocalRuntime:
                 sfn, self.state_machine_arn, self.schedule_interval_seconds
             ).start()
 
+    def build_functions(self) -> dict[str, LambdaFunction]:
+        """The functions of FUNCTION_SPECS, with this runtime's handlers and timeout scale."""
+        return {
+            name: LambdaFunction.from_spec(
+                spec, handler=self.handlers.for_function(name), timeout_scale=self.timeout_scale
+            )
+            for name, spec in FUNCTION_SPECS.items()
+        }
+
+    def environment_for(self, name: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """What the worker processes of function `name` get: its spec's share of `env` (this process's)."""
+        return function_environment(FUNCTION_SPECS[name], os.environ if env is None else env)
+
     def _billing_settings_env(self) -> dict[str, str]:
         values: dict[str, str] = {}
         for env_var, explicit, default in (
@@ -325,12 +356,12 @@ class LocalRuntime:
         """The cycle-close state machine in moto, from the definition the CDK app deploys; its env var."""
         lambda_client = boto3.client("lambda", endpoint_url=endpoint, region_name=REGION)
         iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION)
-        arns = register_functions(lambda_client, iam, [CYCLE_CLOSE_FUNCTION.name])
+        arns = register_functions(lambda_client, iam, [resources.CYCLE_CLOSE_FUNCTION.name])
         # The router goes in before the machine is created: it switches moto to its executing backend,
         # which keeps its own state machines. Routes are added once the function's invoker exists.
         LambdaRouter.install({})
         definition = cycle_close_definition(
-            arns[CYCLE_CLOSE_FUNCTION.name], retry_seconds=LOCAL_RETRY_SECONDS
+            arns[resources.CYCLE_CLOSE_FUNCTION.name], retry_seconds=LOCAL_RETRY_SECONDS
         )
         self.state_machine_arn = put_state_machine(
             sfn,
@@ -519,7 +550,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--in-process",
         action="store_true",
-        help="run the functions in this process, one invocation at a time (for a debugger)",
+        help="run the functions in this process, one invocation at a time (for a debugger); they then see "
+        "this process's whole environment, not only their spec's",
     )
     parser.add_argument(
         "--log-level", default=None, help="log level of the functions (POWERTOOLS_LOG_LEVEL; default WARNING)"

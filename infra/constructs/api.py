@@ -19,10 +19,8 @@ from constructs import Construct
 
 from billing import resources
 from infra.config import DeploymentConfig
-from infra.constructs.data import DataConstruct
 from infra.constructs.function import BillingFunction
-from infra.constructs.ingest import IngestConstruct
-from infra.constructs.permissions import TRANSACT_WRITE, grant_key, grant_send, grant_table
+from infra.constructs.registry import ResourceRegistry
 
 AUTHORIZER_CACHE_TTL = cdk.Duration.seconds(60)
 RETRY_AFTER_SECONDS = 1
@@ -117,14 +115,18 @@ class ApiConstruct(Construct):
         construct_id: str,
         *,
         config: DeploymentConfig,
-        data: DataConstruct,
-        ingest: IngestConstruct,
+        registry: ResourceRegistry,
         layer: lambda_.ILayerVersion,
     ) -> None:
         super().__init__(scope, construct_id)
-        environment = {**data.environment, **ingest.environment}
-        self.authorizer_function = self._build_authorizer_function(data, layer, environment)
-        self.api_function = self._build_api_function(data, ingest, layer, environment)
+        # Built from their specs; the registry must already hold the ingest queue and the cycle-close state
+        # machine (POST /v1/billing-runs starts a run, GET /v1/billing-runs/{id} reads it).
+        self.authorizer_function = BillingFunction(
+            self, "Authorizer", spec=resources.AUTHORIZER_FUNCTION, layer=layer, registry=registry
+        )
+        self.api_function = BillingFunction(
+            self, "Handler", spec=resources.API_FUNCTION, layer=layer, registry=registry
+        )
         self.access_logs = self._build_access_logs()
         self.rest_api = self._build_rest_api(config)
         self.authorizer = self._build_authorizer()
@@ -140,73 +142,6 @@ class ApiConstruct(Construct):
                     reason="WAF disabled by the waf_enabled=false context flag (development deployments).",
                 )
             )
-
-    def _build_authorizer_function(
-        self, data: DataConstruct, layer: lambda_.ILayerVersion, environment: Mapping[str, str]
-    ) -> BillingFunction:
-        authorizer = BillingFunction(
-            self,
-            "Authorizer",
-            folder="authorizer",
-            description="usage-billing authorizer: bearer API key to tenant and usage identifier key",
-            layer=layer,
-            environment=environment,
-            timeout=cdk.Duration.seconds(10),
-            memory_size=256,
-        )
-        billing_table = data.table(resources.BILLING_TABLE)
-        grant_table(
-            authorizer.role,
-            billing_table,
-            resources.BILLING_TABLE,
-            ["dynamodb:GetItem", "dynamodb:Query"],
-            with_indexes=True,
-        )
-        grant_key(authorizer.role, data.key, write=False)
-        return authorizer
-
-    def _build_api_function(
-        self,
-        data: DataConstruct,
-        ingest: IngestConstruct,
-        layer: lambda_.ILayerVersion,
-        environment: Mapping[str, str],
-    ) -> BillingFunction:
-        api = BillingFunction(
-            self,
-            "Handler",
-            folder="api",
-            description="usage-billing api: validates requests, enqueues usage events, serves /v1",
-            layer=layer,
-            environment=environment,
-            timeout=cdk.Duration.seconds(29),
-            memory_size=1024,
-        )
-        billing_table = data.table(resources.BILLING_TABLE)
-        grant_table(
-            api.role,
-            billing_table,
-            resources.BILLING_TABLE,
-            ["dynamodb:GetItem", "dynamodb:Query"],
-            with_indexes=True,
-        )
-        grant_table(api.role, billing_table, resources.BILLING_TABLE, TRANSACT_WRITE)
-        grant_table(
-            api.role,
-            data.table(resources.IDEMPOTENCY_TABLE),
-            resources.IDEMPOTENCY_TABLE,
-            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-        )
-        grant_table(
-            api.role,
-            data.table(resources.EVENTS_TABLE),
-            resources.EVENTS_TABLE,
-            ["dynamodb:GetItem", "dynamodb:Query"],
-            with_indexes=True,
-        )
-        grant_send(api.role, ingest.queue)
-        grant_key(api.role, data.key, write=True)
-        return api
 
     def _build_access_logs(self) -> logs.LogGroup:
         return logs.LogGroup(

@@ -10,6 +10,9 @@ The Distributed Map's permissions name the state machine itself. They live in a 
 policy: the state machine resource depends on its role's default policy (Step Functions checks the
 logging permissions when the machine is created), so a self-reference there would be a circular
 dependency. The state machine keeps its CDK-generated name.
+
+The state machine goes into the resource registry: functions whose spec starts runs (the api function) are
+built afterwards and get its ARN and their grants from there, so this construct knows none of them.
 """
 
 from __future__ import annotations
@@ -27,10 +30,9 @@ from constructs import Construct, Node
 
 from billing import resources
 from billing.workflows.cycle_close import cycle_close_definition
-from infra.constructs.data import DataConstruct
 from infra.constructs.function import BillingFunction
-from infra.constructs.ingest import IngestConstruct
-from infra.constructs.permissions import TRANSACT_WRITE, grant_key, grant_send, grant_table
+from infra.constructs.permissions import execution_arn, grant_key, grant_send, nag_execution_finding
+from infra.constructs.registry import ResourceRegistry
 
 GRACE_CONTEXT_KEY = "billing_grace_seconds"
 DEFAULT_GRACE_SECONDS = 24 * 3600
@@ -45,10 +47,6 @@ SCHEDULE_INPUT = {"source": "schedule", "as_of": scheduler.ContextAttribute.sche
 # Invoice data stays out of the execution log: only state transitions, no input or output.
 LOG_LEVEL = sfn.LogLevel.ALL
 INCLUDE_EXECUTION_DATA = False
-
-# Item actions name the table; Query (the only one an index serves) names the table and its indexes.
-_BILLING_ITEM_ACTIONS = (*TRANSACT_WRITE, "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:BatchGetItem")
-_QUERY = ("dynamodb:Query",)
 
 
 def grace_seconds_from_context(node: Node) -> int:
@@ -67,98 +65,39 @@ def seller_environment_from_context(node: Node) -> dict[str, str]:
     return {"BILLING_SELLER_COUNTRY": country, "BILLING_SELLER_TAX_REGISTRATIONS": registrations}
 
 
+def function_settings_from_context(node: Node) -> dict[str, str]:
+    """The settings this deployment sets for the functions; each gets those its spec reads (cycle close)."""
+    return {GRACE_ENV_VAR: str(grace_seconds_from_context(node)), **seller_environment_from_context(node)}
+
+
 class CycleCloseConstruct(Construct):
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        data: DataConstruct,
-        ingest: IngestConstruct,
+        registry: ResourceRegistry,
         layer: lambda_.ILayerVersion,
-        grace_seconds: int,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.function = self._build_function(data, ingest, layer, grace_seconds)
-        self.log_group = self._build_log_group(data.key)
+        self.function = BillingFunction(
+            self, "Function", spec=resources.CYCLE_CLOSE_FUNCTION, layer=layer, registry=registry
+        )
+        self.log_group = self._build_log_group(registry.key)
         self.state_machine = self._build_state_machine()
+        registry.add_state_machine(resources.CYCLE_CLOSE_STATE_MACHINE, self.state_machine)
         self.distributed_map_policy = self._grant_distributed_map()
-        self.dead_letter_queue = self._build_dead_letter_queue(data.key)
-        self.schedule_role = self._build_schedule_role(data.key)
+        self.dead_letter_queue = self._build_dead_letter_queue(registry.key)
+        self.schedule_role = self._build_schedule_role(registry.key)
         self.schedule = self._build_schedule()
-
-    @property
-    def environment(self) -> dict[str, str]:
-        """{env var: state machine ARN}, as `billing.settings` reads it."""
-        return {resources.CYCLE_CLOSE_STATE_MACHINE.env_var: self.state_machine.state_machine_arn}
 
     def execution_arn(self, separator: str = ":") -> str:
         """The ARN pattern of this machine's executions: `:` top-level runs, `/` Distributed Map children."""
-        return cdk.Stack.of(self).format_arn(
-            service="states",
-            resource="execution",
-            resource_name=f"{self.state_machine.state_machine_name}{separator}*",
-            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-        )
-
-    def allow_runs(self, starter: BillingFunction) -> None:
-        """Let a function start billing runs and read their status (`POST`/`GET /v1/billing-runs`)."""
-        for name, value in self.environment.items():
-            starter.function.add_environment(name, value)
-        starter.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]
-            )
-        )
-        starter.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[self.execution_arn()])
-        )
-        cdk.Validations.of(starter.role).acknowledge(
-            cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::{self._nag_execution_arn(':')}]",
-                reason="states:DescribeExecution on the executions of the cycle-close state machine only: "
-                "execution ARNs are created per billing run, so they can only be named by this pattern.",
-            )
-        )
-
-    # --- the function --------------------------------------------------------------------------------
-
-    def _build_function(
-        self,
-        data: DataConstruct,
-        ingest: IngestConstruct,
-        layer: lambda_.ILayerVersion,
-        grace_seconds: int,
-    ) -> BillingFunction:
-        function = BillingFunction(
-            self,
-            "Function",
-            folder="cycle_close",
-            description="usage-billing cycle close: list due subscriptions, rate, tax, finalize, summarize",
-            layer=layer,
-            # The queue URLs too: `billing.settings` requires them of every function (no grant comes
-            # with them).
-            environment={
-                **data.environment,
-                **ingest.environment,
-                GRACE_ENV_VAR: str(grace_seconds),
-                **seller_environment_from_context(self.node),
-            },
-            timeout=cdk.Duration.seconds(resources.CYCLE_CLOSE_TIMEOUT_SECONDS),
-        )
-        billing_table = data.table(resources.BILLING_TABLE)
-        # Finalizing writes invoice, ledger entries and sequence in one TransactWriteItems.
-        grant_table(function.role, billing_table, resources.BILLING_TABLE, _BILLING_ITEM_ACTIONS)
-        grant_table(function.role, billing_table, resources.BILLING_TABLE, _QUERY, with_indexes=True)
-        events_table = data.table(resources.EVENTS_TABLE)
-        grant_table(function.role, events_table, resources.EVENTS_TABLE, ["dynamodb:GetItem"])
-        grant_table(function.role, events_table, resources.EVENTS_TABLE, _QUERY, with_indexes=True)
-        grant_key(function.role, data.key, write=True)
-        return function
+        return execution_arn(self.state_machine, separator)
 
     # --- the state machine ---------------------------------------------------------------------------
 
-    def _build_log_group(self, key: kms.Key) -> logs.LogGroup:
+    def _build_log_group(self, key: kms.IKey) -> logs.LogGroup:
         stack = cdk.Stack.of(self)
         # Named so the key policy can name it without a reference (the group depends on the key), and
         # under /aws/vendedlogs/ so log delivery's resource policy stays one wildcard entry.
@@ -258,10 +197,10 @@ class CycleCloseConstruct(Construct):
         )
         cdk.Validations.of(policy).acknowledge(
             cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::{self._nag_execution_arn(':')}]", reason=reason
+                id=nag_execution_finding(resources.CYCLE_CLOSE_STATE_MACHINE, ":"), reason=reason
             ),
             cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::{self._nag_execution_arn('/')}]", reason=reason
+                id=nag_execution_finding(resources.CYCLE_CLOSE_STATE_MACHINE, "/"), reason=reason
             ),
         )
         return policy
@@ -341,9 +280,3 @@ class CycleCloseConstruct(Construct):
     def _nag_ref(self, function: lambda_.Function) -> str:
         stack = cdk.Stack.of(self)
         return str(stack.resolve(stack.get_logical_id(function.node.default_child)))  # type: ignore[arg-type]
-
-    def _nag_execution_arn(self, separator: str) -> str:
-        name = resources.CYCLE_CLOSE_STATE_MACHINE.logical_id
-        return (
-            f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<{name}.Name>{separator}*"
-        )

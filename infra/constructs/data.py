@@ -36,11 +36,6 @@ class DataConstruct(Construct):
     def table(self, spec: TableSpec) -> dynamodb.Table:
         return self.tables[spec.logical_id]
 
-    @property
-    def environment(self) -> dict[str, str]:
-        """{env var: table name} for every table, as `billing.settings` reads them."""
-        return {spec.env_var: self.table(spec).table_name for spec in resources.TABLES}
-
     def _build_key(self) -> kms.Key:
         return kms.Key(
             self,

@@ -1,13 +1,14 @@
-"""A billing Lambda function with its own role, its own log group and the shared layer.
+"""A billing Lambda function built from its spec (`billing.resources.FunctionSpec`): its own role, its own
+log group, the shared layer.
 
-Every function gets the same runtime, architecture, tracing and environment; what differs (code folder,
-timeout, memory, permissions) is passed in. Permissions are granted by the construct that owns the
-resource, through `infra.constructs.permissions`.
+Every function gets the same runtime, architecture, tracing and Powertools settings. The rest comes from
+its spec, in this one place: code folder, handler, timeout, memory, description; an environment of exactly
+its resources' names, URLs and ARNs plus those of its spec's settings this deployment sets; and IAM grants
+derived from its access declarations (`infra.constructs.permissions`). The local runtime builds the same
+function from the same spec, so the two cannot drift.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -15,10 +16,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from billing.resources import FunctionSpec
 from infra.config import FUNCTIONS_DIR, METRICS_NAMESPACE, SERVICE_NAME
 from infra.constructs.layer import ARCHITECTURE, RUNTIME
-
-HANDLER = "handler.handler"
+from infra.constructs.permissions import grant_function_access
+from infra.constructs.registry import ResourceRegistry
 
 
 def base_environment() -> dict[str, str]:
@@ -28,41 +30,48 @@ def base_environment() -> dict[str, str]:
     }
 
 
+def function_environment(spec: FunctionSpec, registry: ResourceRegistry) -> dict[str, str]:
+    """Powertools' variables, the spec's resources (name, URL or ARN), and those of its settings this
+    deployment sets. Nothing else: a function never sees a table or queue it does not use."""
+    resources = {access.env_var: registry.value(access) for access in spec.access}
+    settings = {name: value for name, value in registry.settings.items() if name in spec.settings}
+    return {**base_environment(), **resources, **settings}
+
+
 class BillingFunction(Construct):
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        folder: str,
-        description: str,
+        spec: FunctionSpec,
         layer: lambda_.ILayerVersion,
-        environment: Mapping[str, str],
-        timeout: cdk.Duration,
-        memory_size: int = 512,
+        registry: ResourceRegistry,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.role = self._build_role(description)
+        self.spec = spec
+        self.role = self._build_role(spec.description)
         self.log_group = self._build_log_group()
         self.function = lambda_.Function(
             self,
             "Function",
-            description=description,
+            description=spec.description,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
-            handler=HANDLER,
+            handler=spec.handler,
             code=lambda_.Code.from_asset(
-                str(FUNCTIONS_DIR / folder), exclude=["**/__pycache__", "**/*.pyc", "tests"]
+                str(FUNCTIONS_DIR / spec.folder), exclude=["**/__pycache__", "**/*.pyc", "tests"]
             ),
             layers=[layer],
             role=self.role,
-            environment={**base_environment(), **environment},
-            timeout=timeout,
-            memory_size=memory_size,
+            environment=function_environment(spec, registry),
+            timeout=cdk.Duration.seconds(spec.timeout_seconds),
+            memory_size=spec.memory_mb,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
         )
+        grant_function_access(self.role, spec.access, registry)
         self._acknowledge_platform_findings()
 
     def _build_role(self, description: str) -> iam.Role:

@@ -11,9 +11,8 @@ from constructs import Construct
 
 from billing import resources
 from billing.resources import QueueSpec
-from infra.constructs.data import DataConstruct
 from infra.constructs.function import BillingFunction
-from infra.constructs.permissions import grant_key, grant_send, grant_table
+from infra.constructs.registry import ResourceRegistry
 
 
 class IngestConstruct(Construct):
@@ -22,21 +21,17 @@ class IngestConstruct(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        data: DataConstruct,
+        registry: ResourceRegistry,
         layer: lambda_.ILayerVersion,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letter_queue = self._build_queue(resources.INGEST_DLQ, data.key)
-        self.queue = self._build_queue(resources.INGEST_QUEUE, data.key, dead_letter=self.dead_letter_queue)
-        self.consumer = self._build_consumer(data, layer)
-
-    @property
-    def environment(self) -> dict[str, str]:
-        """{env var: queue URL} for both queues, as `billing.settings` reads them."""
-        return {
-            resources.INGEST_QUEUE.env_var: self.queue.queue_url,
-            resources.INGEST_DLQ.env_var: self.dead_letter_queue.queue_url,
-        }
+        self.dead_letter_queue = self._build_queue(resources.INGEST_DLQ, registry.key)
+        self.queue = self._build_queue(
+            resources.INGEST_QUEUE, registry.key, dead_letter=self.dead_letter_queue
+        )
+        registry.add_queue(resources.INGEST_DLQ, self.dead_letter_queue)
+        registry.add_queue(resources.INGEST_QUEUE, self.queue)
+        self.consumer = self._build_consumer(registry, layer)
 
     def _build_queue(
         self, spec: QueueSpec, key: kms.IKey, dead_letter: sqs.IQueue | None = None
@@ -72,21 +67,11 @@ class IngestConstruct(Construct):
             )
         return queue
 
-    def _build_consumer(self, data: DataConstruct, layer: lambda_.ILayerVersion) -> BillingFunction:
+    def _build_consumer(self, registry: ResourceRegistry, layer: lambda_.ILayerVersion) -> BillingFunction:
         consumer = BillingFunction(
-            self,
-            "Consumer",
-            folder="ingest_consumer",
-            description="usage-billing ingest consumer: conditional Put of each queued usage event",
-            layer=layer,
-            environment={**data.environment, **self.environment},
-            timeout=cdk.Duration.seconds(resources.CONSUMER_TIMEOUT_SECONDS),
+            self, "Consumer", spec=resources.INGEST_CONSUMER_FUNCTION, layer=layer, registry=registry
         )
-        grant_table(
-            consumer.role, data.table(resources.EVENTS_TABLE), resources.EVENTS_TABLE, ["dynamodb:PutItem"]
-        )
-        grant_send(consumer.role, self.dead_letter_queue)
-        grant_key(consumer.role, data.key, write=True)
+        # Its trigger is not in its spec: the event source mapping reads the queue, the function never does.
         # Adds Receive/Delete/ChangeVisibility/GetAttributes on this queue and kms:Decrypt on its key.
         source = event_sources.SqsEventSource(
             self.queue,

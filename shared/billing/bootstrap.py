@@ -2,6 +2,10 @@
 
 Handlers call `get_services()`; tests call `build_services(settings)` against moto or pass fakes to the
 service constructors directly. Nothing here runs at import time.
+
+A function is given only the tables and queues of its spec (`billing.resources`), so each adapter asks
+for its own with `settings.require(...)` as it is built: a service that needs one the function was not
+given fails then, naming the environment variable, and the services a function does not use never ask.
 """
 
 from __future__ import annotations
@@ -63,11 +67,13 @@ class Services:
 
     @cached_property
     def event_store(self) -> DynamoEventStore:
-        return DynamoEventStore(self.settings.events_table, self.settings.event_shards, self.dynamodb)
+        return DynamoEventStore(
+            self.settings.require("events_table"), self.settings.event_shards, self.dynamodb
+        )
 
     @cached_property
     def tenant_store(self) -> DynamoTenantStore:
-        return DynamoTenantStore(self.settings.billing_table, self.dynamodb)
+        return DynamoTenantStore(self.settings.require("billing_table"), self.dynamodb)
 
     @cached_property
     def tenants(self) -> TenantService:
@@ -75,7 +81,9 @@ class Services:
 
     @cached_property
     def ingest_queue(self) -> SqsIngestQueue:
-        return SqsIngestQueue(self.settings.ingest_queue_url, self.settings.sqs_max_message_bytes, self.sqs)
+        return SqsIngestQueue(
+            self.settings.require("ingest_queue_url"), self.settings.sqs_max_message_bytes, self.sqs
+        )
 
     @cached_property
     def ingest(self) -> IngestService:
@@ -93,7 +101,7 @@ class Services:
     def consumer(self) -> IngestConsumer:
         return IngestConsumer(
             store=self.event_store,
-            dead_letters=SqsDeadLetters(self.settings.ingest_dlq_url, self.sqs),
+            dead_letters=SqsDeadLetters(self.settings.require("ingest_dlq_url"), self.sqs),
             clock=utc_now,
             write_concurrency=self.settings.consumer_write_concurrency,
             customers=self.catalog_store,
@@ -101,7 +109,7 @@ class Services:
 
     @cached_property
     def catalog_store(self) -> DynamoCatalogStore:
-        return DynamoCatalogStore(self.settings.billing_table, self.dynamodb)
+        return DynamoCatalogStore(self.settings.require("billing_table"), self.dynamodb)
 
     @cached_property
     def catalog(self) -> CatalogService:
@@ -109,7 +117,9 @@ class Services:
 
     @cached_property
     def events_reader(self) -> DynamoEventsReader:
-        return DynamoEventsReader(self.settings.events_table, self.settings.event_shards, self.dynamodb)
+        return DynamoEventsReader(
+            self.settings.require("events_table"), self.settings.event_shards, self.dynamodb
+        )
 
     @cached_property
     def usage(self) -> UsageService:
@@ -117,15 +127,15 @@ class Services:
 
     @cached_property
     def billing_runs_store(self) -> DynamoBillingRuns:
-        return DynamoBillingRuns(self.settings.billing_table, self.dynamodb)
+        return DynamoBillingRuns(self.settings.require("billing_table"), self.dynamodb)
 
     @cached_property
     def ledger_store(self) -> DynamoLedgerStore:
-        return DynamoLedgerStore(self.settings.billing_table, self.dynamodb)
+        return DynamoLedgerStore(self.settings.require("billing_table"), self.dynamodb)
 
     @cached_property
     def invoice_store(self) -> DynamoInvoiceStore:
-        return DynamoInvoiceStore(self.settings.billing_table, self.ledger_store, self.dynamodb)
+        return DynamoInvoiceStore(self.settings.require("billing_table"), self.ledger_store, self.dynamodb)
 
     @cached_property
     def invoices(self) -> InvoiceService:
@@ -162,8 +172,8 @@ class Services:
         return TaxationService(
             provider,
             RulesEngine(),
-            DynamoBreakerStore(settings.billing_table, self.dynamodb),
-            DynamoLastKnownGoodStore(settings.billing_table, self.dynamodb),
+            DynamoBreakerStore(settings.require("billing_table"), self.dynamodb),
+            DynamoLastKnownGoodStore(settings.require("billing_table"), self.dynamodb),
             clock=utc_now,
             breaker=CircuitBreaker(
                 failure_threshold=settings.tax_breaker_failure_threshold,
@@ -201,7 +211,7 @@ class Services:
     def idempotency_store(self) -> DynamoDBPersistenceLayer:
         """Where `Idempotency-Key` records live (Powertools' persistence layer on DynamoDB)."""
         return DynamoDBPersistenceLayer(
-            table_name=self.settings.idempotency_table, boto3_client=self.dynamodb
+            table_name=self.settings.require("idempotency_table"), boto3_client=self.dynamodb
         )
 
 

@@ -1,7 +1,9 @@
-"""The AWS resources the system needs, described once.
+"""The AWS resources and Lambda functions the system needs, described once.
 
-The CDK app (`infra/`) and the local runtime (`local/`) both build their tables and queues from these
-specs, so the two cannot drift. Pure data: no boto3, no CDK imports here.
+The CDK app (`infra/`) and the local runtime (`local/`) both build their tables, queues, state machine
+and functions from these specs, so the two cannot drift. A function's spec names the resources it uses
+with the access it needs: the CDK app derives the function's environment and IAM grants from it, the local
+runtime the environment of its worker processes. Pure data: no boto3, no CDK imports here.
 """
 
 from __future__ import annotations
@@ -137,3 +139,216 @@ CYCLE_CLOSE_FUNCTION_NAME = "cycle-close"
 CYCLE_CLOSE_TIMEOUT_SECONDS = 120
 # How often the scheduler starts a billing run (EventBridge Scheduler in AWS, a timer locally).
 CYCLE_CLOSE_SCHEDULE = "rate(1 hour)"
+
+
+# --- functions ------------------------------------------------------------------------------------------
+
+TableAction = Literal[
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+]
+QueueAction = Literal["sqs:SendMessage"]  # also authorizes SendMessageBatch
+StateMachineAction = Literal["states:StartExecution", "states:DescribeExecution"]
+
+TABLE_READ: tuple[TableAction, ...] = ("dynamodb:GetItem", "dynamodb:Query")
+# A TransactWriteItems call is authorized per item by these actions; IAM has no TransactWriteItems action.
+TRANSACT_WRITE: tuple[TableAction, ...] = (
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+)
+
+
+@dataclass(frozen=True)
+class TableAccess:
+    """`actions` on a table, and `dynamodb:Query` (the only action an index serves) on `indexes` of it."""
+
+    table: TableSpec
+    actions: tuple[TableAction, ...]
+    indexes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.indexes) - {index.name for index in self.table.indexes}
+        if unknown:
+            raise ValueError(f"{self.table.logical_id} has no index {sorted(unknown)}")
+
+    @property
+    def env_var(self) -> str:
+        return self.table.env_var
+
+
+@dataclass(frozen=True)
+class QueueAccess:
+    queue: QueueSpec
+    actions: tuple[QueueAction, ...]
+
+    @property
+    def env_var(self) -> str:
+        return self.queue.env_var
+
+
+@dataclass(frozen=True)
+class StateMachineAccess:
+    """StartExecution applies to the state machine, DescribeExecution to its executions."""
+
+    state_machine: StateMachineSpec
+    actions: tuple[StateMachineAction, ...]
+
+    @property
+    def env_var(self) -> str:
+        return self.state_machine.env_var
+
+
+Access = TableAccess | QueueAccess | StateMachineAccess
+
+# Every function's code is `functions/<folder>/handler.py`, its entry point `handler`.
+HANDLER_MODULE = "handler"
+HANDLER_ATTRIBUTE = "handler"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A Lambda function: its code, limits, the resources it uses and the other settings it reads.
+
+    Its environment is exactly the env vars of the resources in `access` (table names, queue URLs, the
+    state machine ARN) plus `settings`, the other `billing.settings` variables it reads; nothing else of
+    the system's configuration reaches it.
+    """
+
+    # The function's name locally (the local runtime, moto's Lambda); CloudFormation names it in AWS.
+    name: str
+    folder: str  # its code: functions/<folder>/
+    description: str
+    timeout_seconds: int
+    memory_mb: int
+    access: tuple[Access, ...]
+    settings: tuple[str, ...] = ()
+
+    @property
+    def handler(self) -> str:
+        """The Lambda handler: the function's folder is the root of its code asset."""
+        return f"{HANDLER_MODULE}.{HANDLER_ATTRIBUTE}"
+
+    @property
+    def local_handler(self) -> str:
+        """The handler as the local runtime imports it (`module:attribute`), from the repository root."""
+        return f"functions.{self.folder}.{HANDLER_MODULE}:{HANDLER_ATTRIBUTE}"
+
+    @property
+    def resource_env_vars(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(access.env_var for access in self.access))
+
+    @property
+    def env_vars(self) -> tuple[str, ...]:
+        """Every configuration variable the function reads (not the platform's: AWS_*, POWERTOOLS_*)."""
+        return tuple(dict.fromkeys((*self.resource_env_vars, *self.settings)))
+
+
+# Read by the ingest path (api) and the readers of events (api, consumer, cycle close): an event's shard.
+_EVENT_SHARDS = "EVENT_SHARDS"
+_EVENT_MAX_AGE_DAYS = "EVENT_MAX_AGE_DAYS"
+
+API_FUNCTION = FunctionSpec(
+    name="billing-api",
+    folder="api",
+    description="usage-billing api: validates requests, enqueues usage events, serves /v1",
+    timeout_seconds=29,
+    memory_mb=1024,
+    access=(
+        # Tenants, catalog, invoices, ledger, payments and billing runs: read, and written in transactions.
+        TableAccess(BILLING_TABLE, (*TABLE_READ, *TRANSACT_WRITE), indexes=("gsi1",)),
+        TableAccess(EVENTS_TABLE, TABLE_READ, indexes=("by_time",)),
+        TableAccess(
+            IDEMPOTENCY_TABLE,
+            ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        ),
+        QueueAccess(INGEST_QUEUE, ("sqs:SendMessage",)),
+        # POST /v1/billing-runs starts a run, GET /v1/billing-runs/{id} reads its status.
+        StateMachineAccess(CYCLE_CLOSE_STATE_MACHINE, ("states:StartExecution", "states:DescribeExecution")),
+    ),
+    settings=(
+        _EVENT_SHARDS,
+        _EVENT_MAX_AGE_DAYS,
+        "EVENT_MAX_FUTURE_SECONDS",
+        "SQS_MAX_MESSAGE_BYTES",
+        "IDEMPOTENCY_TTL_SECONDS",
+        "TENANT_CACHE_SECONDS",
+    ),
+)
+
+# API keys and tenants only: it answers API Gateway before any route runs.
+AUTHORIZER_FUNCTION = FunctionSpec(
+    name="billing-authorizer",
+    folder="authorizer",
+    description="usage-billing authorizer: bearer API key to tenant and usage identifier key",
+    timeout_seconds=10,
+    memory_mb=256,
+    access=(TableAccess(BILLING_TABLE, TABLE_READ, indexes=("gsi1",)),),
+)
+
+# Its trigger, the ingest queue, is wired as an event source (AWS) or the pump (locally), not read by it.
+INGEST_CONSUMER_FUNCTION = FunctionSpec(
+    name="billing-ingest-consumer",
+    folder="ingest_consumer",
+    description="usage-billing ingest consumer: conditional Put of each queued usage event",
+    timeout_seconds=CONSUMER_TIMEOUT_SECONDS,
+    memory_mb=512,
+    access=(
+        TableAccess(EVENTS_TABLE, ("dynamodb:PutItem",)),
+        # The customers of a batch, to count their unbilled events.
+        TableAccess(BILLING_TABLE, ("dynamodb:GetItem",)),
+        QueueAccess(INGEST_DLQ, ("sqs:SendMessage",)),
+    ),
+    settings=(_EVENT_SHARDS, "CONSUMER_WRITE_CONCURRENCY"),
+)
+
+# Named as the state machine's Lambda tasks name it locally (`local.stepfunctions.LambdaRouter`).
+CYCLE_CLOSE_FUNCTION = FunctionSpec(
+    name=CYCLE_CLOSE_FUNCTION_NAME,
+    folder="cycle_close",
+    description="usage-billing cycle close: list due subscriptions, rate, tax, finalize, summarize",
+    timeout_seconds=CYCLE_CLOSE_TIMEOUT_SECONDS,
+    memory_mb=512,
+    access=(
+        # Finalizing writes invoice, ledger entries and sequence in one TransactWriteItems; the due index
+        # (gsi1) lists the subscriptions to close; tax state (breaker, learned rates) lives here too.
+        TableAccess(
+            BILLING_TABLE,
+            (
+                *TRANSACT_WRITE,
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:Query",
+            ),
+            indexes=("gsi1",),
+        ),
+        # A period's usage, by time.
+        TableAccess(EVENTS_TABLE, TABLE_READ, indexes=("by_time",)),
+    ),
+    settings=(
+        _EVENT_SHARDS,
+        _EVENT_MAX_AGE_DAYS,
+        "BILLING_GRACE_SECONDS",
+        "BILLING_SELLER_COUNTRY",
+        "BILLING_SELLER_TAX_REGISTRATIONS",
+        "TAX_PROVIDER",
+        "TAX_PROVIDER_URL",
+        "TAX_PROVIDER_API_KEY",
+        "TAX_PROVIDER_TIMEOUT_SECONDS",
+        "TAX_BREAKER_FAILURE_THRESHOLD",
+        "TAX_BREAKER_COOL_DOWN_SECONDS",
+    ),
+)
+
+FUNCTIONS: tuple[FunctionSpec, ...] = (
+    API_FUNCTION,
+    AUTHORIZER_FUNCTION,
+    INGEST_CONSUMER_FUNCTION,
+    CYCLE_CLOSE_FUNCTION,
+)

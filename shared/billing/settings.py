@@ -1,14 +1,50 @@
-"""Configuration from the environment, parsed and validated once per process."""
+"""Configuration from the environment, parsed and validated once per process.
+
+Each function is given only the variables its spec declares (`billing.resources.FunctionSpec`), so every
+table and queue name is optional here: the composition root asks for one with `Settings.require` when it
+builds the adapter that needs it, and a missing one fails there, naming its environment variable.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from billing import resources
+
+# {field: the environment variable it is read from}
+ENV_VARS: Mapping[str, str] = {
+    "events_table": resources.EVENTS_TABLE.env_var,
+    "billing_table": resources.BILLING_TABLE.env_var,
+    "idempotency_table": resources.IDEMPOTENCY_TABLE.env_var,
+    "ingest_queue_url": resources.INGEST_QUEUE.env_var,
+    "ingest_dlq_url": resources.INGEST_DLQ.env_var,
+    "event_shards": "EVENT_SHARDS",
+    "event_max_age_days": "EVENT_MAX_AGE_DAYS",
+    "event_max_future_seconds": "EVENT_MAX_FUTURE_SECONDS",
+    "sqs_max_message_bytes": "SQS_MAX_MESSAGE_BYTES",
+    "idempotency_ttl_seconds": "IDEMPOTENCY_TTL_SECONDS",
+    "tenant_cache_seconds": "TENANT_CACHE_SECONDS",
+    "consumer_write_concurrency": "CONSUMER_WRITE_CONCURRENCY",
+    "cycle_close_state_machine_arn": resources.CYCLE_CLOSE_STATE_MACHINE.env_var,
+    "billing_grace_seconds": "BILLING_GRACE_SECONDS",
+    "seller_country": "BILLING_SELLER_COUNTRY",
+    "seller_tax_registrations": "BILLING_SELLER_TAX_REGISTRATIONS",
+    "tax_provider": "TAX_PROVIDER",
+    "tax_provider_url": "TAX_PROVIDER_URL",
+    "tax_provider_api_key": "TAX_PROVIDER_API_KEY",
+    "tax_provider_timeout_seconds": "TAX_PROVIDER_TIMEOUT_SECONDS",
+    "tax_breaker_failure_threshold": "TAX_BREAKER_FAILURE_THRESHOLD",
+    "tax_breaker_cool_down_seconds": "TAX_BREAKER_COOL_DOWN_SECONDS",
+}
+
+ResourceName = Literal[
+    "events_table", "billing_table", "idempotency_table", "ingest_queue_url", "ingest_dlq_url"
+]
 
 
 class SettingsError(RuntimeError):
@@ -18,11 +54,12 @@ class SettingsError(RuntimeError):
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    events_table: str = Field(min_length=1)
-    billing_table: str = Field(min_length=1)
-    idempotency_table: str = Field(min_length=1)
-    ingest_queue_url: str = Field(min_length=1)
-    ingest_dlq_url: str = Field(min_length=1)
+    # Optional: a function has only those of its spec. Read them with `require`.
+    events_table: str | None = Field(default=None, min_length=1)
+    billing_table: str | None = Field(default=None, min_length=1)
+    idempotency_table: str | None = Field(default=None, min_length=1)
+    ingest_queue_url: str | None = Field(default=None, min_length=1)
+    ingest_dlq_url: str | None = Field(default=None, min_length=1)
     # Write shards per (tenant, customer) partition. Changing it for live data needs a migration:
     # an event's shard is derived from its id, and reads query every shard up to this number.
     event_shards: int = Field(default=8, ge=1, le=64)
@@ -32,7 +69,8 @@ class Settings(BaseModel):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     tenant_cache_seconds: int = Field(default=60, ge=0)
     consumer_write_concurrency: int = Field(default=16, ge=1, le=64)
-    # Only the functions that start billing runs need it (the api function).
+    # Only the functions that start billing runs have it (the api function). Without it a start fails as
+    # "not configured" and a run's status reads as unknown (`billing.adapters.workflows`).
     cycle_close_state_machine_arn: str | None = None
     # Time after a period's end before it is closed, so most late events land in their own period.
     billing_grace_seconds: int = Field(default=24 * 3600, ge=0)
@@ -50,39 +88,29 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate what is set (an empty variable counts as unset); nothing is required here."""
         env = os.environ if env is None else env
-        names = {
-            "events_table": resources.EVENTS_TABLE.env_var,
-            "billing_table": resources.BILLING_TABLE.env_var,
-            "idempotency_table": resources.IDEMPOTENCY_TABLE.env_var,
-            "ingest_queue_url": resources.INGEST_QUEUE.env_var,
-            "ingest_dlq_url": resources.INGEST_DLQ.env_var,
-            "event_shards": "EVENT_SHARDS",
-            "event_max_age_days": "EVENT_MAX_AGE_DAYS",
-            "event_max_future_seconds": "EVENT_MAX_FUTURE_SECONDS",
-            "sqs_max_message_bytes": "SQS_MAX_MESSAGE_BYTES",
-            "idempotency_ttl_seconds": "IDEMPOTENCY_TTL_SECONDS",
-            "tenant_cache_seconds": "TENANT_CACHE_SECONDS",
-            "consumer_write_concurrency": "CONSUMER_WRITE_CONCURRENCY",
-            "cycle_close_state_machine_arn": resources.CYCLE_CLOSE_STATE_MACHINE.env_var,
-            "billing_grace_seconds": "BILLING_GRACE_SECONDS",
-            "seller_country": "BILLING_SELLER_COUNTRY",
-            "seller_tax_registrations": "BILLING_SELLER_TAX_REGISTRATIONS",
-            "tax_provider": "TAX_PROVIDER",
-            "tax_provider_url": "TAX_PROVIDER_URL",
-            "tax_provider_api_key": "TAX_PROVIDER_API_KEY",
-            "tax_provider_timeout_seconds": "TAX_PROVIDER_TIMEOUT_SECONDS",
-            "tax_breaker_failure_threshold": "TAX_BREAKER_FAILURE_THRESHOLD",
-            "tax_breaker_cool_down_seconds": "TAX_BREAKER_COOL_DOWN_SECONDS",
-        }
-        values = {field: env[var] for field, var in names.items() if env.get(var)}
+        values = {field: env[var] for field, var in ENV_VARS.items() if env.get(var)}
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{names.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
+                f"{ENV_VARS.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
             )
             raise SettingsError(f"invalid configuration: {problems}") from exc
+
+    def require(self, name: ResourceName) -> str:
+        """A table name or queue URL the caller is about to use; SettingsError naming its variable if unset.
+
+        The state machine ARN is not asked for this way: without it billing runs fail as not configured.
+        """
+        value: str | None = getattr(self, name)
+        if value is None:
+            raise SettingsError(
+                f"{ENV_VARS[name]} is not set: this function's spec (billing.resources) does not give it "
+                "the resource the service being built needs"
+            )
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -218,7 +218,8 @@ def test_an_unexpected_error_is_a_500_with_an_id_that_is_in_the_log(
     error_id = body["error"]["details"][0]["error_id"]
     assert error_id in body["error"]["message"]
     [logged] = [record for record in caplog.records if getattr(record, "error_id", None) == error_id]
-    assert logged.exc_info is not None and "a bug" in str(logged.exc_info[1])
+    assert logged.exc_info is not None
+    assert "a bug" in str(logged.exc_info[1])
 
 
 def test_a_domain_error_without_an_answer_is_a_500_not_a_disguised_400(

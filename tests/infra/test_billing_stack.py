@@ -236,17 +236,6 @@ def test_the_layer_targets_the_functions_runtime_and_architecture(synthesized: S
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
 
 
-def test_every_function_gets_every_table_name_and_queue_url_under_its_spec_env_var(
-    synthesized: Synthesized,
-) -> None:
-    expected = {spec.env_var: {"Ref": spec.logical_id} for spec in (*resources.TABLES, *resources.QUEUES)}
-    expected |= {"POWERTOOLS_SERVICE_NAME": "usage-billing", "POWERTOOLS_METRICS_NAMESPACE": "UsageBilling"}
-
-    for logical_id, fn in synthesized.resources("AWS::Lambda::Function").items():
-        variables = fn["Properties"]["Environment"]["Variables"]
-        assert {name: variables.get(name) for name in expected} == expected, logical_id
-
-
 def test_every_log_group_expires(synthesized: Synthesized) -> None:
     for logical_id, log_group in synthesized.resources("AWS::Logs::LogGroup").items():
         assert log_group["Properties"]["RetentionInDays"] > 0, logical_id
@@ -291,11 +280,15 @@ def test_only_the_api_gateway_logging_role_uses_a_managed_policy(synthesized: Sy
     assert "AmazonAPIGatewayPushToCloudWatchLogs" in json.dumps(arns)
 
 
-def test_the_consumer_may_only_put_events_and_dead_letter(synthesized: Synthesized) -> None:
+def test_the_consumer_may_only_put_events_read_customers_and_dead_letter(synthesized: Synthesized) -> None:
     grants = _role_grants(synthesized, "IngestConsumer")
 
     dynamodb = {action: grants[action] for action in grants if action.startswith("dynamodb:")}
-    assert dynamodb == {"dynamodb:PutItem": [{"Fn::GetAtt": [resources.EVENTS_TABLE.logical_id, "Arn"]}]}
+    assert dynamodb == {
+        "dynamodb:PutItem": [{"Fn::GetAtt": [resources.EVENTS_TABLE.logical_id, "Arn"]}],
+        # The customers of a batch, to count their unbilled events.
+        "dynamodb:GetItem": [{"Fn::GetAtt": [resources.BILLING_TABLE.logical_id, "Arn"]}],
+    }
     assert grants["sqs:SendMessage"] == [{"Fn::GetAtt": [resources.INGEST_DLQ.logical_id, "Arn"]}]
     assert {"kms:Decrypt", "kms:GenerateDataKey"} <= set(grants)
 
@@ -305,9 +298,10 @@ def test_the_authorizer_may_only_read_the_billing_table(synthesized: Synthesized
 
     data_actions = {a for a in grants if a.split(":")[0] in {"dynamodb", "sqs", "sns", "s3"}}
     assert data_actions == {"dynamodb:GetItem", "dynamodb:Query"}
+    assert grants["dynamodb:GetItem"] == [{"Fn::GetAtt": [resources.BILLING_TABLE.logical_id, "Arn"]}]
     assert all(
         json.dumps(resource).count(resources.BILLING_TABLE.logical_id) == 1
-        for resource in grants["dynamodb:GetItem"]
+        for resource in grants["dynamodb:Query"]
     )
     assert "kms:Decrypt" in grants
     assert "kms:Encrypt" not in grants

@@ -212,7 +212,7 @@ def test_the_state_machine_may_invoke_only_the_cycle_close_function_and_run_its_
 # --- the function -------------------------------------------------------------------------------------
 
 
-def test_the_cycle_close_function_gets_the_tables_the_grace_window_and_its_timeout(
+def test_the_cycle_close_function_gets_its_tables_the_grace_window_and_its_timeout(
     synthesized: Synthesized,
 ) -> None:
     _, fn = _function(synthesized, "CycleCloseFunction")
@@ -221,9 +221,11 @@ def test_the_cycle_close_function_gets_the_tables_the_grace_window_and_its_timeo
 
     assert properties["Timeout"] == resources.CYCLE_CLOSE_TIMEOUT_SECONDS
     assert variables["BILLING_GRACE_SECONDS"] == "86400"
-    for spec in resources.TABLES:
+    for spec in (resources.BILLING_TABLE, resources.EVENTS_TABLE):
         assert variables[spec.env_var] == {"Ref": spec.logical_id}
-    assert resources.CYCLE_CLOSE_STATE_MACHINE.env_var not in variables
+    # Neither the idempotency table nor the queues: it uses none of them.
+    for spec in (resources.IDEMPOTENCY_TABLE, *resources.QUEUES, resources.CYCLE_CLOSE_STATE_MACHINE):
+        assert spec.env_var not in variables
 
 
 def test_the_cycle_close_function_may_write_billing_and_read_events(synthesized: Synthesized) -> None:
