@@ -196,13 +196,14 @@ class _Environment:
         threading.Thread(target=wait, name=f"{self.function.name}-{self.pid}-watch", daemon=True).start()
 
     def _receive(self, timeout: float) -> dict[str, Any]:
-        self._socket.settimeout(timeout)
         try:
+            self._socket.settimeout(timeout)
             line = self._channel.readline()
         except TimeoutError:
             self.kill()
             raise LambdaTimeout(self.function.name, timeout) from None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            # ValueError: the watcher saw the process die and closed the channel under this read.
             self.kill()
             raise LambdaError("Runtime.ExitError", f"{self.function.name}: the runtime exited") from exc
         if not line:
