@@ -36,7 +36,7 @@ def build_app(context: Mapping[str, Any] | None = None, *, outdir: str | None = 
         app,
         "BillingStack",
         stack_name=config.stack_name,
-        description="usage-billing: ingest API, usage events, ingest queue and consumer",
+        description="usage-billing: HTTP API, usage events, catalog, cycle close, invoices, ledger and tax",
         config=config,
     )
     cdk.Validations.of(app).add_plugins(
