@@ -7,13 +7,14 @@ with a 5xx, or answered differently on a replay.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
 from billing.bootstrap import get_services
-from billing.domain.errors import PoisonMessage
+from billing.domain.errors import InvalidRequest, PoisonMessage
 from functions.api.handler import handler
 from local.lambda_context import new_context
 from tests.integration.test_cycle_close import PLAN
@@ -179,7 +180,7 @@ def test_a_value_the_events_table_would_refuse_is_a_per_event_422_naming_the_fie
     status, body, _ = call_api(api_event("POST", "/v1/events", raw_body=raw))
 
     assert status == 422
-    assert body["error"]["details"][0]["error"]["field"] == field
+    assert body["error"]["details"] == [{"field": field}]
     assert field in body["error"]["message"]
     drain(ingest_pump())
     assert (
@@ -246,3 +247,59 @@ def test_the_openapi_document_and_the_docs_page_need_no_key() -> None:
     assert paths["/v1/events"]["post"]["security"] == [{"bearer": ["ingest"]}]
     assert page["statusCode"] == 200
     assert page["headers"]["Content-Type"].startswith("text/html")
+
+
+def test_a_billing_run_key_reused_for_another_run_is_refused() -> None:
+    services = get_services()
+    services.billing_runs._starter.start = lambda run_id, payload: None  # type: ignore[method-assign]
+    as_of = datetime(2026, 11, 2, tzinfo=UTC)
+    first = services.billing_runs.start("acme", as_of, None, client_token="k")
+
+    again = services.billing_runs.start("acme", as_of, None, client_token="k")
+    assert again.id == first.id
+    with pytest.raises(InvalidRequest) as refused:
+        services.billing_runs.start("acme", as_of + timedelta(days=1), None, client_token="k")
+    assert refused.value.code == "idempotency_key_reused"
+
+
+def test_a_single_invalid_event_is_not_kept_for_a_replay_so_its_key_can_send_it_corrected() -> None:
+    headers = {"Idempotency-Key": "k-event"}
+    old = {"id": "e1", "customer_id": "c1", "type": "t", "timestamp": "2026-01-01T00:00:00Z"}
+    status, body, _ = call_api(api_event("POST", "/v1/events", old, headers=headers))
+    assert (status, body["error"]["code"], body["error"]["details"]) == (
+        422,
+        "timestamp_too_old",
+        [{"field": "timestamp"}],
+    )
+
+    corrected = {**old, "timestamp": "2026-11-25T08:00:00Z"}
+    assert call_api(api_event("POST", "/v1/events", corrected, headers=headers))[:2] == (
+        202,
+        {"accepted": 1, "rejected": []},
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"id":"e1","customer_id":"c","type":"t","4111111111111111":1}',
+        '{"id":"e1","customer_id":"c","type":"t","jane@example.com":1}',
+        '{"id":"e1","customer_id":"c","type":"t","properties":{"4111111111111111":1e200}}',
+        '{"id":"e1","customer_id":"c","type":"t","properties":{"jane@example.com":{"x":1e-200}}}',
+    ],
+)
+def test_a_refused_event_never_echoes_a_card_number_or_an_e_mail_address(raw: str) -> None:
+    status, body, _ = call_api(api_event("POST", "/v1/events", raw_body=raw))
+
+    assert status == 422
+    text = json.dumps(body)
+    assert "4111111111111111" not in text
+    assert "jane@example.com" not in text
+    assert "<redacted>" in text
+
+
+def test_a_path_id_that_cannot_exist_is_not_quoted_back() -> None:
+    status, body, _ = call_api(api_event("GET", "/v1/invoices/4111111111111111"))
+
+    assert (status, body["error"]["code"]) == (404, "invoice_not_found")
+    assert "4111111111111111" not in json.dumps(body)

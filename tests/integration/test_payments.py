@@ -85,6 +85,7 @@ def test_the_same_reference_is_the_same_payment_never_booked_twice(invoice_id: s
         ({"amount": "0.00", "reference": "r"}, 422, None),
         ({"amount": "-5.00", "reference": "r"}, 422, None),
         ({"amount": "1.001", "reference": "r"}, 422, "invalid_amount"),
+        ({"amount": "9" * 38, "reference": "r"}, 422, "invalid_amount"),  # more than can be booked
         ({"amount": 20, "reference": "r"}, 422, "invalid_request"),
         ({"amount": "20.00"}, 422, "invalid_request"),
         ({"amount": "20.00", "reference": "r", "card": "x"}, 422, "invalid_request"),

@@ -58,7 +58,7 @@ class DynamoInvoiceStore:
                 TableName=self._table, Key=invoice_key(tenant_id, invoice_id), ConsistentRead=True
             ),
         ).get("Item")
-        return None if not item else records.invoice_from_record(canonical_json.loads(item["data"]["S"]))
+        return None if not item else _invoice_from(item)
 
     def list_for_customer(
         self, tenant_id: str, customer_id: str, limit: int, cursor: str | None
@@ -72,7 +72,7 @@ class DynamoInvoiceStore:
             prefix=INVOICE_PREFIX,
             limit=limit,
             cursor=cursor,
-            convert=lambda item: records.invoice_from_record(canonical_json.loads(item["data"]["S"])),
+            convert=_invoice_from,
             table_prefix=tenant_prefix(tenant_id),
         )
 
@@ -150,7 +150,7 @@ class DynamoInvoiceStore:
     ) -> None:
         """The payment, the invoice's next state and the journal entries, all or nothing.
 
-        The invoice is updated only if it is still `before` (its stored record): a payment recorded
+        The invoice is updated only if it is still at the revision `before` was read at: a payment recorded
         meanwhile makes this one a Conflict to retry, never a double settlement.
         """
 
@@ -173,13 +173,14 @@ class DynamoInvoiceStore:
                     "Update": {
                         "TableName": self._table,
                         "Key": invoice_key(tenant_id, after.id),
-                        "UpdateExpression": "SET #data = :new, #status = :status",
-                        "ConditionExpression": "#data = :old",
+                        "UpdateExpression": "SET #data = :new, #status = :status, revision = :next",
+                        "ConditionExpression": "revision = :read",
                         "ExpressionAttributeNames": {"#data": "data", "#status": "status"},
                         "ExpressionAttributeValues": {
                             ":new": {"S": canonical_json.dumps(records.invoice_record(after))},
-                            ":old": {"S": canonical_json.dumps(records.invoice_record(before))},
                             ":status": {"S": after.status.value},
+                            ":read": {"N": str(before.revision)},
+                            ":next": {"N": str(before.revision + 1)},
                         },
                     }
                 },
@@ -250,7 +251,13 @@ class DynamoInvoiceStore:
             "customer_id": {"S": invoice.customer_id},
             "subscription_id": {"S": invoice.subscription_id},
             "status": {"S": invoice.status.value},
+            "revision": {"N": str(invoice.revision)},
             "gsi1pk": {"S": invoices_index(tenant_id, invoice.customer_id)},
             "gsi1sk": {"S": invoices_index_sort_key(start, invoice.id)},
             "data": {"S": canonical_json.dumps(records.invoice_record(invoice))},
         }
+
+
+def _invoice_from(item: dict[str, Any]) -> IssuedInvoice:
+    revision = int(item.get("revision", {}).get("N", "0"))
+    return records.invoice_from_record(canonical_json.loads(item["data"]["S"]), revision)

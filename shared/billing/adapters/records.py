@@ -173,7 +173,7 @@ def invoice_record(invoice: IssuedInvoice) -> dict[str, Any]:
     }
 
 
-def invoice_from_record(data: Mapping[str, Any]) -> IssuedInvoice:
+def invoice_from_record(data: Mapping[str, Any], revision: int = 0) -> IssuedInvoice:
     period = data["period"]
     return IssuedInvoice(
         id=str(data["id"]),
@@ -189,6 +189,7 @@ def invoice_from_record(data: Mapping[str, Any]) -> IssuedInvoice:
         status=InvoiceStatus(data["status"]),
         finalized_at=parse_instant(data["finalized_at"], "finalized_at"),
         run_id=data.get("run_id"),
+        revision=revision,
     )
 
 

@@ -118,7 +118,7 @@ def read_body(app: EventHandlerInstance, next_middleware: NextMiddleware) -> Res
         raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {rules.max_bytes}")
     if not raw.strip():
         return next_middleware(app)  # no body: the route's model says whether it needs one
-    media_type = (event.headers.get("content-type") or JSON).split(";")[0].strip().lower()
+    media_type = body_media_type(app)
     if media_type not in rules.media_types:
         allowed = ", ".join(sorted(rules.media_types))
         raise MalformedRequest(
@@ -174,6 +174,11 @@ def idempotent(app: EventHandlerInstance, next_middleware: NextMiddleware) -> Re
 
 
 # ---- what routes use -------------------------------------------------------------------------------------
+
+
+def body_media_type(app: BaseRouter) -> str:
+    """The request's media type, lower case, without parameters (JSON when the header is missing)."""
+    return (app.current_event.headers.get("content-type") or JSON).split(";")[0].strip().lower()
 
 
 def parse_json(text: str) -> Any:

@@ -35,6 +35,7 @@ from billing.domain.errors import (
     TransientFailure,
     Unauthenticated,
 )
+from billing.domain.pii import shown_name
 from billing.domain.rating.errors import RatingFailed
 from billing.runtime import logger
 
@@ -180,5 +181,6 @@ def _field(location: Sequence[Any], tags: frozenset[str] = frozenset()) -> str |
     parts = [part for part in location[1:] if not (isinstance(part, str) and part in tags)]
     text = ""
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        name = shown_name(str(part))  # an unknown key may be a card number or an e-mail address
+        text += f"[{part}]" if isinstance(part, int) else (f".{name}" if text else name)
     return text or None

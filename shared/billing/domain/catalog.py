@@ -17,7 +17,7 @@ from typing import Any
 
 from billing.domain.errors import Conflict, InvalidRequest
 from billing.domain.ids import id_problem
-from billing.domain.pii import looks_like_card_number
+from billing.domain.pii import looks_like_card_number, shown_name
 from billing.domain.rating.customers import Customer
 from billing.domain.rating.errors import InvalidCatalog
 from billing.domain.rating.meters import Meter
@@ -73,7 +73,8 @@ def reject_card_numbers(value: Any) -> None:
             for key, child in item.items():
                 if looks_like_card_number(key):
                     raise _card_found(path or "(request)")
-                pending.append((child, f"{path}.{key}" if path else str(key)))
+                name = shown_name(str(key))  # the path is quoted back: no personal data in it
+                pending.append((child, f"{path}.{name}" if path else name))
         elif isinstance(item, list):
             pending.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
         elif looks_like_card_number(item):

@@ -14,8 +14,6 @@ from typing import Any
 
 from billing.domain.pii import classify_value
 
-MAX_ID_LENGTH = 128
-ID_PATTERN = r"^[!-~]{1,128}$"
 _FORBIDDEN = frozenset("/?#%")
 _PRINTABLE = re.compile(r"[!-~]{1,128}")
 _PERSONAL_KINDS = {"card": "a card number", "email": "an e-mail address", "phone": "a phone number"}
@@ -39,3 +37,9 @@ def id_problem(value: Any) -> str | None:
 
 def is_valid_id(value: Any) -> bool:
     return id_problem(value) is None
+
+
+def shown_id(value: Any) -> str:
+    """An id as a message may quote it: only when it is a valid id (a refused one may be a card number,
+    an e-mail address or anything else a message must not echo)."""
+    return repr(value) if is_valid_id(value) else "(not a valid id)"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -87,6 +87,8 @@ class IssuedInvoice:
     run_id: str | None = None
     credit_applied_minor: int = 0
     amount_paid_minor: int = 0
+    # The stored version this state was read at: a change is written only if it is still current.
+    revision: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lines", _frozen(self.lines))

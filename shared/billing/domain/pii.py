@@ -173,6 +173,12 @@ def classify_value(value: Any) -> str | None:
     return None
 
 
+def shown_name(name: str) -> str:
+    """A property or field name as a message may quote it: one that looks like personal data (a card
+    number, an e-mail address, a phone number, an IP address) is never echoed."""
+    return "<redacted>" if classify_value(name) is not None else name
+
+
 def _strip(
     value: Any,
     judge_key: Callable[[str], str | None],

@@ -20,6 +20,7 @@ from typing import Any
 from billing.domain import canonical_json
 from billing.domain.errors import InvalidEvent
 from billing.domain.numbers import storable_problem
+from billing.domain.pii import shown_name
 
 MAX_ID_LENGTH = 128
 MAX_TYPE_LENGTH = 128
@@ -187,7 +188,7 @@ def check_properties(value: Any, depth: int = 0, path: str = "properties") -> No
                     field="properties",
                 )
             _check_text(key, path)
-            check_properties(item, depth + 1, f"{path}.{key}")
+            check_properties(item, depth + 1, f"{path}.{shown_name(key)}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
             check_properties(item, depth + 1, f"{path}[{index}]")

@@ -25,7 +25,7 @@ from billing.domain.catalog import (
     require_price_strings,
 )
 from billing.domain.errors import Conflict, NotFound, StaleRevision
-from billing.domain.ids import is_valid_id
+from billing.domain.ids import is_valid_id, shown_id
 from billing.domain.pages import Page
 from billing.domain.rating.errors import InvalidCatalog, RatingFailed
 from billing.domain.rating.meters import Meter
@@ -112,7 +112,7 @@ class CatalogService:
     def get_meter(self, tenant_id: str, key: str) -> MeterRecord:
         record = self._store.get_meter(tenant_id, key) if is_valid_id(key) else None
         if record is None:
-            raise NotFound(f"meter {key!r} not found", code="meter_not_found")
+            raise NotFound(f"meter {shown_id(key)} not found", code="meter_not_found")
         return record
 
     def list_meters(self, tenant_id: str, limit: int, cursor: str | None) -> Page[MeterRecord]:
@@ -128,7 +128,7 @@ class CatalogService:
     def get_customer(self, tenant_id: str, customer_id: str) -> CustomerProfile:
         profile = self._store.get_customer(tenant_id, customer_id) if is_valid_id(customer_id) else None
         if profile is None:
-            raise NotFound(f"customer {customer_id!r} not found", code="customer_not_found")
+            raise NotFound(f"customer {shown_id(customer_id)} not found", code="customer_not_found")
         return profile
 
     def update_customer(
@@ -144,7 +144,7 @@ class CatalogService:
             except StaleRevision:
                 continue
             return changed
-        raise _busy(f"customer {customer_id!r}")
+        raise _busy(f"customer {shown_id(customer_id)}")
 
     def list_customers(self, tenant_id: str, limit: int, cursor: str | None) -> Page[CustomerProfile]:
         return self._store.list_customers(tenant_id, limit, cursor)
@@ -164,7 +164,7 @@ class CatalogService:
         latest = self.get_plan(tenant_id, plan_id)
         if data.get("id", plan_id) != plan_id:
             raise InvalidCatalog(
-                f"the body's id {str(data['id'])[:128]!r} is not the plan of the URL ({plan_id!r})",
+                f"the body's id {str(data['id'])[:128]!r} is not the plan of the URL ({shown_id(plan_id)})",
                 code="invalid_plan",
                 field="id",
             )
@@ -181,7 +181,8 @@ class CatalogService:
             self._store.add_plan(tenant_id, record)
         except StaleRevision:
             raise Conflict(
-                f"another version of plan {plan_id!r} was published at the same time; read it and retry",
+                f"another version of plan {shown_id(plan_id)} was published at the same time; read it and "
+                "retry",
                 code="plan_version_conflict",
             ) from None
         return record
@@ -189,7 +190,7 @@ class CatalogService:
     def get_plan(self, tenant_id: str, plan_id: str, version: int | None = None) -> PlanRecord:
         record = self._store.get_plan(tenant_id, plan_id, version) if is_valid_id(plan_id) else None
         if record is None:
-            which = f"plan {plan_id!r}" + ("" if version is None else f" version {version}")
+            which = f"plan {shown_id(plan_id)}" + ("" if version is None else f" version {version}")
             raise NotFound(f"{which} not found", code="plan_not_found")
         return record
 
@@ -224,12 +225,14 @@ class CatalogService:
         plan = self._referenced_plan(tenant_id, data)
         if self._store.get_subscription(tenant_id, subscription_id) is not None:
             # Checked first so that a retried create answers "exists"; the conditional write still decides.
-            raise Conflict(f"subscription {subscription_id!r} already exists", code="subscription_exists")
+            raise Conflict(
+                f"subscription {shown_id(subscription_id)} already exists", code="subscription_exists"
+            )
         for _ in range(UPDATE_ATTEMPTS):
             customer = self._store.get_customer(tenant_id, customer_id)
             if customer is None:
                 raise InvalidCatalog(
-                    f"customer {customer_id!r} does not exist; create it first (POST /v1/customers)",
+                    f"customer {shown_id(customer_id)} does not exist; create it first (POST /v1/customers)",
                     code="unknown_customer",
                     field="customer_id",
                 )
@@ -254,14 +257,16 @@ class CatalogService:
             except StaleRevision:
                 continue
             return record
-        raise _busy(f"customer {customer_id!r}")
+        raise _busy(f"customer {shown_id(customer_id)}")
 
     def get_subscription(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord:
         record = (
             self._store.get_subscription(tenant_id, subscription_id) if is_valid_id(subscription_id) else None
         )
         if record is None:
-            raise NotFound(f"subscription {subscription_id!r} not found", code="subscription_not_found")
+            raise NotFound(
+                f"subscription {shown_id(subscription_id)} not found", code="subscription_not_found"
+            )
         return record
 
     def change_plan(
@@ -292,7 +297,7 @@ class CatalogService:
             except StaleRevision:
                 continue
             return self.get_subscription(tenant_id, subscription_id)
-        raise _busy(f"subscription {subscription_id!r}")
+        raise _busy(f"subscription {shown_id(subscription_id)}")
 
     def cancel_subscription(
         self, tenant_id: str, subscription_id: str, data: dict[str, Any], now: datetime
@@ -317,7 +322,7 @@ class CatalogService:
             except StaleRevision:
                 continue
             return self.get_subscription(tenant_id, subscription_id)
-        raise _busy(f"subscription {subscription_id!r}")
+        raise _busy(f"subscription {shown_id(subscription_id)}")
 
     def _running(self, tenant_id: str, subscription_id: str, action: str) -> SubscriptionRecord:
         record = self.get_subscription(tenant_id, subscription_id)
@@ -338,7 +343,7 @@ class CatalogService:
             )
         record = self._store.get_plan(tenant_id, plan_id, version)
         if record is None:
-            which = f"plan {plan_id!r}" + ("" if version is None else f" version {version}")
+            which = f"plan {shown_id(plan_id)}" + ("" if version is None else f" version {version}")
             raise InvalidCatalog(
                 f"{which} does not exist; create it first (POST /v1/plans)",
                 code="unknown_plan",

@@ -24,6 +24,7 @@ from billing.domain import canonical_json
 from billing.domain.billing_runs import BillingRun, DuePeriod, scheduled_run_id
 from billing.domain.catalog import CustomerProfile, SubscriptionRecord
 from billing.domain.errors import InvalidRequest, InvoiceAlreadyFinalized, NotFound
+from billing.domain.ids import is_valid_id, shown_id
 from billing.domain.invoicing import IssuedInvoice, tax_correction
 from billing.domain.ledger.accounts import AccountKind
 from billing.domain.ledger.chain import LedgerSnapshot
@@ -44,6 +45,7 @@ from billing.domain.tax.model import (
 )
 from billing.domain.usage_events import format_timestamp, parse_timestamp
 from billing.runtime import logger, metrics
+from billing.services.ports import CustomerLookup
 from billing.services.usage import CatalogReader, EventsReader, loaded_segments
 
 # ---- ports -------------------------------------------------------------------------------------------
@@ -78,10 +80,6 @@ class InvoiceStore(Protocol):
     ) -> IssuedInvoice:
         """Write the invoice `issue` makes from the customer's journal, with its entries and the due
         index, in one transaction. Raises InvoiceAlreadyFinalized when the invoice exists."""
-
-
-class CustomerLookup(Protocol):
-    def get_customer(self, tenant_id: str, customer_id: str) -> CustomerProfile | None: ...
 
 
 class TaxQuoter(Protocol):
@@ -529,7 +527,7 @@ class BillingRuns:
             and customers is not None
             and customers.get_customer(tenant_id, customer_id) is None
         ):
-            raise NotFound(f"customer {customer_id!r} not found", code="customer_not_found")
+            raise NotFound(f"customer {shown_id(customer_id)} not found", code="customer_not_found")
         run_id = (
             f"run_{uuid.uuid4().hex}"
             if client_token is None
@@ -546,17 +544,29 @@ class BillingRuns:
         # The record first, so that GET finds the run as soon as POST has answered. A run of this id that
         # exists already is the one to answer (and to make sure of: its start may be what failed).
         if not self._runs.create_run(run):
-            run = self._runs.get_run(tenant_id, run_id) or run
+            run = self._same_run(self._runs.get_run(tenant_id, run_id) or run, run, as_of is not None)
         self._starter.start(
             run.id,
             {"run_id": run.id, "tenant_id": tenant_id, "as_of": run.as_of, "customer_id": run.customer_id},
         )
         return run
 
+    @staticmethod
+    def _same_run(stored: BillingRun, asked: BillingRun, as_of_given: bool) -> BillingRun:
+        """The run a client token started before, if it was asked for the same thing (a key reused, after
+        its Idempotency-Key record expired, for another run is refused rather than answered wrongly)."""
+        if stored.customer_id != asked.customer_id or (as_of_given and stored.as_of != asked.as_of):
+            raise InvalidRequest(
+                f"this Idempotency-Key started billing run {stored.id} with other parameters; use a new key",
+                code="idempotency_key_reused",
+            )
+        return stored
+
     def get(self, tenant_id: str, run_id: str) -> BillingRun:
-        run = self._runs.get_run(tenant_id, run_id)
+        # An id that cannot exist is not looked up (one too long for a key would be a DynamoDB error).
+        run = self._runs.get_run(tenant_id, run_id) if is_valid_id(run_id) else None
         if run is None:
-            raise NotFound(f"billing run {run_id!r} not found")
+            raise NotFound(f"billing run {shown_id(run_id)} not found")
         if run.status == "running":
             # An execution that died where no step could record it (timed out, aborted) still ends the run.
             execution = self._starter.status(run_id)

@@ -14,11 +14,12 @@ from typing import Protocol
 from billing.domain.catalog import CustomerProfile
 from billing.domain.errors import NotFound
 from billing.domain.event_status import EventStatus, StoredEvent, Window, event_status, uncovered_windows
-from billing.domain.ids import is_valid_id
+from billing.domain.ids import is_valid_id, shown_id
 from billing.domain.invoicing import IssuedInvoice
 from billing.domain.pages import Page
 from billing.domain.rating.invoices import invoice_id
 from billing.domain.rating.periods import BillingPeriod
+from billing.services.ports import CustomerLookup
 
 
 class EventReader(Protocol):
@@ -30,10 +31,6 @@ class EventLister(Protocol):
         self, tenant_id: str, customer_id: str, windows: list[Window], limit: int, cursor: str | None
     ) -> Page[StoredEvent]:
         """The customer's events whose timestamp lies in one of the windows, by (timestamp, id)."""
-
-
-class CustomerLookup(Protocol):
-    def get_customer(self, tenant_id: str, customer_id: str) -> CustomerProfile | None: ...
 
 
 class InvoiceLookup(Protocol):
@@ -67,7 +64,8 @@ class EventService:
         )
         if event is None:
             raise NotFound(
-                f"event {event_id!r} of customer {customer_id!r} is not stored (yet)", code="event_not_found"
+                f"event {shown_id(event_id)} of customer {shown_id(customer_id)} is not stored (yet)",
+                code="event_not_found",
             )
         return self._report(tenant_id, self._customers.get_customer(tenant_id, customer_id), event)
 

@@ -12,13 +12,13 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from billing.domain.catalog import CustomerProfile
-from billing.domain.errors import EventRefused, InvalidEvent, PoisonMessage, TransientFailure
+from billing.domain.errors import EventRefused, InvalidEvent, PoisonMessage
 from billing.domain.ingest_messages import IngestMessage, decode_message, pack_events
 from billing.domain.pii import strip_properties
 from billing.domain.tenants import PiiPolicy, Tenant
 from billing.domain.usage_events import EventLimits, UsageEvent, check_limits, format_timestamp
 from billing.runtime import logger, metrics
+from billing.services.ports import CustomerLookup
 
 # ---- ports -------------------------------------------------------------------------------------------
 
@@ -37,10 +37,6 @@ class EventStore(Protocol):
 
 class DeadLetters(Protocol):
     def send(self, body: str, *, reason_code: str, reason: str, source_message_id: str) -> None: ...
-
-
-class CustomerLookup(Protocol):
-    def get_customer(self, tenant_id: str, customer_id: str) -> CustomerProfile | None: ...
 
 
 # ---- accepting events --------------------------------------------------------------------------------
@@ -257,9 +253,10 @@ class IngestConsumer:
         for customer_id, theirs in by_customer.items():
             try:
                 customer = self._customers.get_customer(tenant_id, customer_id)
-            except TransientFailure:
-                # The events are stored already; a metric is not worth a redelivery of the message.
-                logger.warning("unbilled events not counted", extra={"tenant_id": tenant_id})
+            except Exception:
+                logger.warning(
+                    "unbilled events not counted", extra={"tenant_id": tenant_id, "customer_id": customer_id}
+                )
                 continue
             uncovered = [
                 event

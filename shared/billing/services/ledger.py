@@ -8,22 +8,18 @@ import binascii
 from dataclasses import dataclass
 from typing import Protocol
 
-from billing.domain.catalog import CustomerProfile
 from billing.domain.errors import MalformedRequest, NotFound
-from billing.domain.ids import is_valid_id
+from billing.domain.ids import is_valid_id, shown_id
 from billing.domain.ledger.accounts import AccountKind
 from billing.domain.ledger.chain import JournalEntry, LedgerHead, VerificationResult, balances, verify_chain
 from billing.domain.rating.money import Currency, Money
+from billing.services.ports import CustomerLookup
 
 
 class JournalReader(Protocol):
     def head(self, tenant_id: str, customer_id: str) -> LedgerHead: ...
 
     def entries(self, tenant_id: str, customer_id: str) -> list[JournalEntry]: ...
-
-
-class CustomerLookup(Protocol):
-    def get_customer(self, tenant_id: str, customer_id: str) -> CustomerProfile | None: ...
 
 
 @dataclass(frozen=True)
@@ -44,12 +40,14 @@ class LedgerService:
     def statement(self, tenant_id: str, customer_id: str, limit: int, cursor: str | None) -> LedgerStatement:
         customer = self._customers.get_customer(tenant_id, customer_id) if is_valid_id(customer_id) else None
         if customer is None:
-            raise NotFound(f"customer {customer_id!r} not found", code="customer_not_found")
+            raise NotFound(f"customer {shown_id(customer_id)} not found", code="customer_not_found")
         after = _sequence_after(cursor)
         # Balances and the chain are of the whole journal; anyone can re-check the chain: every entry's
         # hash covers its content and the previous entry's hash, the last one must be the stored head.
-        entries = self._journal.entries(tenant_id, customer_id)
+        # The head first: entries appended after it was read are left for the next statement, so an
+        # append in between never reads as a chain that does not end at its head.
         head = self._journal.head(tenant_id, customer_id)
+        entries = [e for e in self._journal.entries(tenant_id, customer_id) if e.sequence <= head.sequence]
         currency = customer.billing.currency
         later = [entry for entry in entries if entry.sequence > after]
         page = later[:limit]

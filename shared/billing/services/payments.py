@@ -15,9 +15,9 @@ from typing import Protocol
 
 from billing.domain import canonical_json
 from billing.domain.errors import Conflict, InvalidRequest, NotFound
-from billing.domain.ids import is_valid_id
+from billing.domain.ids import is_valid_id, shown_id
 from billing.domain.invoicing import IssuedInvoice, RecordedPayment
-from billing.domain.ledger.transactions import JournalTransaction
+from billing.domain.ledger.transactions import MAX_AMOUNT_MINOR, JournalTransaction
 from billing.domain.rating.money import Money, format_major
 
 
@@ -59,7 +59,7 @@ class PaymentService:
         """Book `amount` (major units) against the invoice. Raises NotFound, Conflict, InvalidRequest."""
         invoice = self._store.get(tenant_id, invoice_id) if is_valid_id(invoice_id) else None
         if invoice is None:
-            raise NotFound(f"invoice {invoice_id!r} not found", code="invoice_not_found")
+            raise NotFound(f"invoice {shown_id(invoice_id)} not found", code="invoice_not_found")
         currency = invoice.currency
         if amount <= 0:
             raise InvalidRequest("amount must be greater than zero", code="invalid_amount")
@@ -69,6 +69,8 @@ class PaymentService:
                 f"amount has more decimals than {currency.code} has ({currency.exponent})",
                 code="invalid_amount",
             )
+        if minor > MAX_AMOUNT_MINOR:
+            raise InvalidRequest("amount is larger than any amount that can be booked", code="invalid_amount")
         money = Money(int(minor), currency)
         payment_id = payment_id_for(tenant_id, invoice_id, reference)
 

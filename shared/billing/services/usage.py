@@ -11,7 +11,7 @@ from typing import Protocol
 
 from billing.domain.catalog import CustomerProfile, PlanRecord, SubscriptionRecord
 from billing.domain.errors import NotFound
-from billing.domain.ids import is_valid_id
+from billing.domain.ids import is_valid_id, shown_id
 from billing.domain.rating.invoices import Invoice, LineType, build_invoice
 from billing.domain.rating.meters import Meter, aggregate
 from billing.domain.rating.money import Money
@@ -89,7 +89,7 @@ class UsageService:
         """
         customer = self._catalog.get_customer(tenant_id, customer_id) if is_valid_id(customer_id) else None
         if customer is None:
-            raise NotFound(f"customer {customer_id!r} not found", code="customer_not_found")
+            raise NotFound(f"customer {shown_id(customer_id)} not found", code="customer_not_found")
         period = customer.billing.cycle.period_containing(at)
         span = customer.subscription_in(period.start_utc, period.end_utc, at)
         subscription = None if span is None else self._catalog.get_subscription(tenant_id, span.id)

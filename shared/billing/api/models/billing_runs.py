@@ -43,5 +43,7 @@ class BillingRunOut(ResponseModel):
 
 class BillingRunStarted(ResponseModel):
     id: str
-    status: Literal["running"]
+    status: Literal["running", "succeeded", "failed"] = Field(
+        description="running; or, for a run this Idempotency-Key started before, where it stands"
+    )
     as_of: str

@@ -210,13 +210,6 @@ class Period(ResponseModel):
         return cls(start=format_instant(period.start_utc), end=format_instant(period.end_utc))
 
 
-class ErrorDetail(ResponseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-    field: str | None = Field(
-        default=None, description="Where the problem is (a dotted path), when it has one"
-    )
-
-
 class ErrorObject(ResponseModel):
     code: str = Field(description="A stable machine code, e.g. invalid_request")
     message: str = Field(description="A sentence for people")

@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from billing.api.models.common import Id, Instant, Period, ResponseModel
 from billing.domain.errors import InvalidEvent
 from billing.domain.event_status import EventStatus
+from billing.domain.pii import shown_name
 from billing.domain.rating.periods import format_instant
 from billing.domain.usage_events import UsageEvent, check_properties
 from billing.services.events import EventReport
@@ -122,7 +123,8 @@ def validate_event(raw: Any, *, cloudevent: bool) -> UsageEventIn:
 def event_problem(exc: ValidationError) -> InvalidEvent:
     """The first problem of a validation error as a per-event error (codes of the events API)."""
     error = exc.errors(include_url=False, include_input=False)[0]
-    field = (error.get("ctx") or {}).get("field") or ".".join(str(part) for part in error["loc"]) or None
+    located = ".".join(shown_name(str(part)) for part in error["loc"])  # a key may be a card number
+    field = (error.get("ctx") or {}).get("field") or located or None
     kind = error["type"]
     if kind == "missing":
         return InvalidEvent(f"{field} is required", code="missing_field", field=field)

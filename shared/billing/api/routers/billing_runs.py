@@ -38,7 +38,8 @@ def start_billing_run(body: Annotated[BillingRunIn | None, Body()] = None) -> Re
         now=received_at(router),
         client_token=router.current_event.headers.get("idempotency-key"),
     )
-    return respond(HTTPStatus.ACCEPTED, BillingRunStarted(id=run.id, status="running", as_of=run.as_of))
+    started = BillingRunStarted(id=run.id, status=run.status, as_of=run.as_of)  # type: ignore[arg-type]
+    return respond(HTTPStatus.ACCEPTED, started)
 
 
 @router.get(

@@ -13,6 +13,7 @@ from billing.api.edge import (
     JSON,
     BodyRules,
     answers,
+    body_media_type,
     body_rules,
     principal,
     received_at,
@@ -20,7 +21,6 @@ from billing.api.edge import (
     respond,
     services,
 )
-from billing.api.errors import error_response
 from billing.api.models.common import DEFAULT_PAGE_SIZE, Cursor, Id, Page, PageSize, PathId
 from billing.api.models.events import (
     CLOUDEVENTS_BATCH,
@@ -65,9 +65,8 @@ TAG = "Usage events"
     )
 )
 def send_events() -> Response[str]:
-    event = router.current_event
-    media_type = (event.headers.get("content-type") or JSON).split(";")[0].strip().lower()
-    raw_events, batch = _raw_events(event.json_body, media_type)
+    media_type = body_media_type(router)
+    raw_events, batch = _raw_events(router.current_event.json_body, media_type)
     caller, now = principal(router), received_at(router)
     candidates: list[tuple[int, UsageEvent]] = []
     rejected: list[RejectedEvent] = []
@@ -89,10 +88,9 @@ def send_events() -> Response[str]:
     ]
     rejected.sort(key=lambda item: item.index)
     if not batch and rejected:
-        first = rejected[0]
-        return error_response(
-            HTTPStatus.UNPROCESSABLE_ENTITY, first.error.code, first.error.message, [first.model_dump()]
-        )
+        # Raised, not returned: an error answer is never kept for an Idempotency-Key replay.
+        first = rejected[0].error
+        raise InvalidEvent(first.message, code=first.code, field=first.field)
     return respond(HTTPStatus.ACCEPTED, IngestAnswer(accepted=result.accepted, rejected=rejected))
 
 

@@ -24,7 +24,7 @@ TAG = "Usage"
     tags=[TAG],
     operation_id="getUsage",
     security=requires(Scope.ADMIN),
-    responses=answers(200, UsageOut, 404),
+    responses=answers(200, UsageOut, 404, 409),
 )
 def get_usage(
     customer_id: PathId,
