@@ -252,12 +252,76 @@ def test_a_late_event_of_a_cancelled_subscription_is_billed_on_the_customers_nex
     send([("late", "2026-10-30T00:00:00Z")], tokens=300)  # 200 tokens above October's free tier
     assert status_of("late") == {"status": "late", "subscription_id": "sub_1", "period": OCTOBER}
 
-    [november] = close("2026-12-02T00:00:00Z")  # the customer's next invoice: sub_2's November
+    finals = close("2026-12-02T00:00:00Z")
+    # sub_1's November, kept open for late events after its cancel, bills nothing: sub_2 carries them.
+    assert sorted(final["status"] for final in finals) == ["finalized", "nothing_to_bill"]
+    [november] = [final for final in finals if final["invoice_id"]]  # the customer's next invoice
     assert invoice(november["invoice_id"])["subscription_id"] == "sub_2"
-    adjustments = [line for line in invoice(november["invoice_id"])["lines"] if line["type"] == "adjustment"]
-    assert [(line["adjusted_invoice_id"], line["amount"]) for line in adjustments] == [
-        (october["invoice_id"], "2.00")
+    assert adjustments_of(november) == [(october["invoice_id"], "2.00")]
+
+
+def adjustments_of(final: dict[str, Any]) -> list[tuple[str, str]]:
+    lines = invoice(final["invoice_id"])["lines"]
+    return [(line["adjusted_invoice_id"], line["amount"]) for line in lines if line["type"] == "adjustment"]
+
+
+def test_a_late_event_is_billed_once_when_two_subscriptions_share_the_next_period() -> None:
+    catalog()
+    customer()
+    subscribe("cus_1", "2026-10-01T00:00:00Z")
+    [october] = close("2026-11-02T00:00:00Z")
+    cancel("sub_1", "2026-11-15T00:00:00Z")
+    subscribe("cus_1", "2026-11-15T00:00:00Z", subscription_id="sub_2")
+    send([("late", "2026-10-30T00:00:00Z")], tokens=1200)  # 200 tokens above October's free tier
+
+    finals = close("2026-12-02T00:00:00Z")
+
+    # Both subscriptions have a November invoice; only the one that runs on (the last to start) carries
+    # the correction of October, once.
+    carried = {invoice(final["invoice_id"])["subscription_id"]: adjustments_of(final) for final in finals}
+    assert carried == {"sub_1": [], "sub_2": [(october["invoice_id"], "2.00")]}
+    # December corrects nothing more: the correction billed on sub_2's November counts as billed.
+    december = close("2027-01-02T00:00:00Z")
+    assert sorted((final["status"], final["invoice_id"] is None) for final in december) == [
+        ("finalized", False),
+        ("nothing_to_bill", True),
     ]
+    assert [adjustments_of(final) for final in december if final["invoice_id"]] == [[]]
+
+
+def test_a_late_event_of_a_customer_who_left_is_billed_on_a_final_invoice_of_corrections() -> None:
+    catalog()
+    customer()
+    subscribe("cus_1", "2026-10-01T00:00:00Z")
+    cancel("sub_1", "2026-11-01T00:00:00Z")  # no subscription after it
+    [october] = close("2026-11-02T00:00:00Z")
+    send([("late", "2026-10-30T00:00:00Z")], tokens=1200)
+    assert status_of("late") == {"status": "late", "subscription_id": "sub_1", "period": OCTOBER}
+
+    [november] = close("2026-12-02T00:00:00Z")
+
+    data = invoice(november["invoice_id"])
+    assert (data["subscription_id"], data["period"]) == ("sub_1", NOVEMBER)
+    assert [line["type"] for line in data["lines"]] == ["adjustment", "tax"]
+    assert adjustments_of(november) == [(october["invoice_id"], "2.00")]
+    # The event window shuts 36 days after the cancel: one more period is looked at, and billed nothing.
+    [december] = close("2027-01-02T00:00:00Z")
+    assert (december["status"], december["invoice_id"]) == ("nothing_to_bill", None)
+    assert close("2027-03-02T00:00:00Z") == []
+
+
+def test_a_cancelled_subscription_without_late_events_issues_no_more_invoices() -> None:
+    catalog()
+    customer()
+    subscribe("cus_1", "2026-10-01T00:00:00Z")
+    cancel("sub_1", "2026-11-01T00:00:00Z")
+    [october] = close("2026-11-02T00:00:00Z")
+
+    later = close("2027-03-02T00:00:00Z")
+
+    assert [final["status"] for final in later] == ["nothing_to_bill"]
+    status, listed = api("GET", "/v1/invoices", query={"customer_id": "cus_1"})
+    assert (status, [item["id"] for item in listed["data"]]) == (200, [october["invoice_id"]])
 
 
 # ---- unbilled -----------------------------------------------------------------------------------------

@@ -47,6 +47,13 @@ class DynamoBillingRuns:
         """Make a period due (idempotent: the item's key is the period)."""
         self._client.put_item(TableName=self._table, Item=due_item(due))
 
+    def advance(self, due: DuePeriod, next_due: DuePeriod | None) -> None:
+        """Replace a due period by the next one (or by none), both in one transaction."""
+        writes: list[dict[str, Any]] = [{"Delete": {"TableName": self._table, "Key": due_item_key(due)}}]
+        if next_due is not None:
+            writes.append({"Put": {"TableName": self._table, "Item": due_item(next_due)}})
+        self._client.transact_write_items(TransactItems=writes)
+
     def due_before(
         self, cutoff: str, *, tenant_id: str | None = None, customer_id: str | None = None
     ) -> list[DuePeriod]:

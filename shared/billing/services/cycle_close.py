@@ -58,6 +58,9 @@ class DueIndex(Protocol):
 
     def schedule(self, due: DuePeriod) -> None: ...
 
+    def advance(self, due: DuePeriod, next_due: DuePeriod | None) -> None:
+        """Replace a due period by the next one (or by none) in one write, without an invoice."""
+
     def create_run(self, run: BillingRun) -> bool:
         """Record a new run; False (and nothing written) when a run with its id exists."""
 
@@ -173,7 +176,11 @@ class CycleCloseService:
         period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
         segments = loaded_segments(self._catalog, tenant_id, subscription)
         meters = {meter.key: meter for meter in self._catalog.all_meters(tenant_id)}
-        adjustments = self._late_adjustments(tenant_id, customer, period, meters)
+        adjustments = (
+            self._late_adjustments(tenant_id, customer, period, meters)
+            if carrier_of(customer, period) == subscription.id
+            else []
+        )
         events = self._events.events_in(tenant_id, customer.id, period.start_utc, period.end_utc)
         invoice = build_invoice(
             tenant_id, customer.billing, subscription.id, period, segments, meters, events, adjustments
@@ -242,7 +249,9 @@ class CycleCloseService:
         found = []
         for span in customer.subscriptions:
             for old in earlier:
-                if not span.overlaps(old.start_utc, old.end_utc):
+                # Not only the periods it ran in: after a cancel, its periods stay open for late events
+                # (see `_next_due`) and may have invoices that carried corrections.
+                if span.start >= old.end_utc:
                     continue
                 stored = self._invoices.get(tenant_id, make_invoice_id(tenant_id, span.id, old.start_utc))
                 if stored is not None:
@@ -267,7 +276,8 @@ class CycleCloseService:
         quote = self._quote(customer, invoice["lines"], str(invoice["id"]), cycle.last_day(period), currency)
         tax_lines = [] if quote is None else [line.to_json(currency) for line in quote.lines]
         decisions = [] if quote is None else [dict(decision) for decision in quote.decisions]
-        finalized = self._earlier_finalized(due.tenant_id, customer, period)
+        carries = carrier_of(customer, period) == due.subscription_id
+        finalized = self._earlier_finalized(due.tenant_id, customer, period) if carries else []
         for index, (old_period, old) in enumerate(finalized):
             requote = self._quote(
                 customer, list(old.rated_lines), old.id, cycle.last_day(old_period), currency
@@ -355,6 +365,12 @@ class CycleCloseService:
 
         period = BillingPeriod(parse_timestamp(due.period_start), parse_timestamp(due.period_end))
         next_due = self._next_due(due, customer, subscription, period)
+        after_the_end = subscription.end is not None and period.start_utc >= subscription.end
+        if after_the_end and not draft["lines"] and not tax_lines:
+            # A period after a cancel, kept open for late events of the subscription's last periods: none
+            # came, so there is nothing to bill (no invoice of 0.00), only the due index to move on.
+            self._due.advance(due, next_due)
+            return self._closed(run, item, next_due, status="nothing_to_bill", invoice_id=None)
         try:
             self._invoices.finalize(tenant_id, customer.id, issue, audit, due, next_due)
             metrics.add_metric(name="InvoicesFinalized", unit=MetricUnit.Count, value=1)
@@ -371,18 +387,28 @@ class CycleCloseService:
                     "item": None,
                 }
             # This run wrote it and lost the reply (a retry): carry on as if it had heard back.
-        invoices = [*item.get("invoices", []), draft["id"]]
-        more = next_due is not None and next_due.period_end <= run["cutoff"]
-        # More periods of this subscription due in this run: the state machine loops back to rating.
-        if not more:
+        return self._closed(run, item, next_due, status="finalized", invoice_id=str(draft["id"]))
+
+    @staticmethod
+    def _closed(
+        run: dict[str, Any],
+        item: dict[str, Any],
+        next_due: DuePeriod | None,
+        *,
+        status: str,
+        invoice_id: str | None,
+    ) -> dict[str, Any]:
+        """The state after a period closed: loop back to rating while more periods are due in this run."""
+        invoices = [*item.get("invoices", []), *([invoice_id] if invoice_id else [])]
+        if next_due is None or next_due.period_end > run["cutoff"]:
             # The item's last state goes into the run's results: keep it small (no `run`).
-            return {"status": "finalized", "invoice_id": draft["id"], "invoices": invoices, "item": None}
+            return {"status": status, "invoice_id": invoice_id, "invoices": invoices, "item": None}
         return {
             "run": run,
-            "status": "finalized",
-            "invoice_id": draft["id"],
+            "status": status,
+            "invoice_id": invoice_id,
             "invoices": invoices,
-            "item": {"due": next_due.to_json(), "invoices": invoices} if more and next_due else None,
+            "item": {"due": next_due.to_json(), "invoices": invoices},
         }
 
     def _next_due(
@@ -392,9 +418,14 @@ class CycleCloseService:
         subscription: SubscriptionRecord,
         period: BillingPeriod,
     ) -> DuePeriod | None:
-        if subscription.end is not None and subscription.end <= period.end_utc:
-            return None  # cancelled within this period: nothing more to close
         following = customer.billing.cycle.next_period(period)
+        if subscription.end is not None and subscription.end <= period.end_utc:
+            # Cancelled: late events of its last periods may still arrive while the event window is open.
+            # The periods after the cancel stay due until it shuts; they bill those corrections when no later
+            # subscription of the customer carries them, and nothing otherwise.
+            window_shuts = subscription.end + self._settings.event_max_age + self._settings.grace
+            if following.start_utc >= window_shuts:
+                return None
         return DuePeriod(
             due.tenant_id,
             due.subscription_id,
@@ -574,6 +605,18 @@ class BillingRuns:
                 run.status = "failed"
                 run.errors = [*run.errors, {"error": f"execution {execution.lower()}", "message": None}]
         return run
+
+
+def carrier_of(customer: CustomerProfile, period: BillingPeriod) -> str | None:
+    """The subscription whose invoice of `period` carries the corrections of the customer's earlier
+    invoices (late events, tax): the last one to start before the period ends, so that exactly one
+    invoice carries each correction, whichever subscriptions the customer had and whenever they ended."""
+    started = [
+        span
+        for span in customer.subscriptions
+        if span.start < period.end_utc and (span.end is None or span.end > span.start)
+    ]
+    return max(started, key=lambda span: span.start).id if started else None
 
 
 def _tax_location(location: Any) -> TaxLocation:
