@@ -52,9 +52,9 @@ def _aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """moto with every table and queue created; the functions' environment variables set."""
+    """moto with every table, queue and key created; the functions' environment variables set."""
     with mock_aws():
-        env = create_all(boto3.client("dynamodb"), boto3.client("sqs"))
+        env = create_all(boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("kms"))
         for var, value in env.items():
             monkeypatch.setenv(var, value)
         get_settings.cache_clear()

@@ -23,11 +23,16 @@ from billing.adapters.catalog_store import DynamoCatalogStore
 from billing.adapters.event_store import DynamoEventStore
 from billing.adapters.invoice_store import DynamoInvoiceStore
 from billing.adapters.ledger_store import DynamoLedgerStore
+from billing.adapters.outbox_store import DynamoOutbox
 from billing.adapters.queues import SqsDeadLetters, SqsIngestQueue
 from billing.adapters.tax_provider import HttpTaxProvider, TaxProviderConfig
 from billing.adapters.tax_state import DynamoBreakerStore, DynamoLastKnownGoodStore
 from billing.adapters.tenant_store import DynamoTenantStore
 from billing.adapters.usage_reader import DynamoEventsReader
+from billing.adapters.webhook_http import HttpWebhookTransport
+from billing.adapters.webhook_queue import SqsWebhookQueue
+from billing.adapters.webhook_secrets import KmsSecretBox
+from billing.adapters.webhook_store import DynamoWebhookStore
 from billing.adapters.workflows import StepFunctionsStarter
 from billing.domain.tax.model import SellerConfig
 from billing.domain.tax.resilience import CircuitBreaker
@@ -43,6 +48,8 @@ from billing.services.payments import PaymentService
 from billing.services.taxation import TaxationService
 from billing.services.tenants import TenantService
 from billing.services.usage import UsageService
+from billing.services.webhook_delivery import OutboxDispatcher, SenderSettings, WebhookSender
+from billing.services.webhooks import WebhookDeliveryService, WebhookEndpointService, WebhookEventService
 from billing.settings import Settings, SettingsError, get_settings
 
 # Standard retry mode: throttles are retried with backoff inside the SDK before we ever see them.
@@ -105,6 +112,7 @@ class Services:
             clock=utc_now,
             write_concurrency=self.settings.consumer_write_concurrency,
             customers=self.catalog_store,
+            outbox=self.outbox,
         )
 
     @cached_property
@@ -134,8 +142,14 @@ class Services:
         return DynamoLedgerStore(self.settings.require("billing_table"), self.dynamodb)
 
     @cached_property
+    def outbox(self) -> DynamoOutbox:
+        return DynamoOutbox(self.settings.require("billing_table"), self.dynamodb)
+
+    @cached_property
     def invoice_store(self) -> DynamoInvoiceStore:
-        return DynamoInvoiceStore(self.settings.require("billing_table"), self.ledger_store, self.dynamodb)
+        return DynamoInvoiceStore(
+            self.settings.require("billing_table"), self.ledger_store, self.outbox, self.dynamodb
+        )
 
     @cached_property
     def invoices(self) -> InvoiceService:
@@ -206,6 +220,56 @@ class Services:
             self.settings.cycle_close_state_machine_arn, boto3.client("stepfunctions", config=_BOTO_CONFIG)
         )
         return BillingRuns(self.billing_runs_store, starter, utc_now, customers=self.catalog_store)
+
+    # -- webhooks ------------------------------------------------------------------------------------------
+
+    @cached_property
+    def webhook_store(self) -> DynamoWebhookStore:
+        return DynamoWebhookStore(self.settings.require("billing_table"), self.dynamodb)
+
+    @cached_property
+    def webhook_queue(self) -> SqsWebhookQueue:
+        return SqsWebhookQueue(self.settings.require("webhook_queue_url"), self.sqs)
+
+    @cached_property
+    def webhook_secrets(self) -> KmsSecretBox:
+        return KmsSecretBox(
+            self.settings.require("webhook_secrets_key_id"), boto3.client("kms", config=_BOTO_CONFIG)
+        )
+
+    @cached_property
+    def webhook_transport(self) -> HttpWebhookTransport:
+        return HttpWebhookTransport(allow_loopback=self.settings.webhook_allow_loopback)
+
+    @cached_property
+    def webhook_endpoints(self) -> WebhookEndpointService:
+        return WebhookEndpointService(
+            self.webhook_store, self.webhook_secrets, self.webhook_transport, self.webhook_queue, utc_now
+        )
+
+    @cached_property
+    def webhook_deliveries(self) -> WebhookDeliveryService:
+        return WebhookDeliveryService(self.webhook_store, self.webhook_queue, utc_now)
+
+    @cached_property
+    def webhook_events(self) -> WebhookEventService:
+        return WebhookEventService(self.outbox)
+
+    @cached_property
+    def outbox_dispatcher(self) -> OutboxDispatcher:
+        return OutboxDispatcher(self.webhook_store, self.webhook_queue, utc_now)
+
+    @cached_property
+    def webhook_sender(self) -> WebhookSender:
+        return WebhookSender(
+            outbox=self.outbox,
+            store=self.webhook_store,
+            queue=self.webhook_queue,
+            secrets=self.webhook_secrets,
+            transport=self.webhook_transport,
+            settings=SenderSettings(schedule=self.settings.webhook_retry_schedule),
+            clock=utc_now,
+        )
 
     @cached_property
     def idempotency_store(self) -> DynamoDBPersistenceLayer:

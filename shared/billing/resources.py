@@ -1,7 +1,7 @@
 """The AWS resources and Lambda functions the system needs, described once.
 
-The CDK app (`infra/`) and the local runtime (`local/`) both build their tables, queues, state machine
-and functions from these specs, so the two cannot drift. A function's spec names the resources it uses
+The CDK app (`infra/`) and the local runtime (`local/`) both build their tables, queues, keys, state
+machine and functions from these specs, so the two cannot drift. A function's spec names the resources it uses
 with the access it needs: the CDK app derives the function's environment and IAM grants from it, the local
 runtime the environment of its worker processes. Pure data: no boto3, no CDK imports here.
 """
@@ -83,7 +83,10 @@ BILLING_TABLE = TableSpec(
     partition_key=Key("pk"),
     sort_key=Key("sk"),
     indexes=(GlobalIndex("gsi1", Key("gsi1pk"), Key("gsi1sk")),),
-    stream="NEW_AND_OLD_IMAGES",
+    # Webhook deliveries expire once they can no longer be replayed.
+    ttl_attribute="expires_at",
+    # New images only: the dispatcher needs what was written, never what was there before.
+    stream="NEW_IMAGE",
 )
 
 # Powertools idempotency records (its default attribute names).
@@ -112,8 +115,70 @@ INGEST_QUEUE = QueueSpec(
     max_receive_count=5,
 )
 
+# ---- the outbox and webhooks ---------------------------------------------------------------------------
+
+# Which stream records reach the dispatcher (a Lambda event filter, and the local stream pump's): new
+# outbox events only. Customer profiles, invoices, anything else of the table never reach it.
+OUTBOX_STREAM_FILTER: dict[str, object] = {
+    "eventName": ["INSERT"],
+    "dynamodb": {"NewImage": {"entity": {"S": ["outbox_event"]}}},
+}
+OUTBOX_BATCH_SIZE = 100
+OUTBOX_MAX_RECORD_AGE_SECONDS = 24 * 3600  # the stream keeps records 24 h
+OUTBOX_RETRY_ATTEMPTS = 10  # then the batch's description goes to the on-failure queue
+DISPATCHER_TIMEOUT_SECONDS = 60
+
+# Batch descriptions the dispatcher could not process (its event source mapping's on-failure destination).
+OUTBOX_FAILURES_QUEUE = QueueSpec(
+    logical_id="OutboxDispatchFailures",
+    env_var="OUTBOX_FAILURES_QUEUE_URL",
+    local_name="billing-outbox-failures",
+    retention_seconds=14 * 24 * 3600,
+)
+
+WEBHOOK_DLQ = QueueSpec(
+    logical_id="WebhookDeadLetterQueue",
+    env_var="WEBHOOK_DLQ_URL",
+    local_name="billing-webhooks-dlq",
+    retention_seconds=14 * 24 * 3600,
+)
+
+SENDER_TIMEOUT_SECONDS = 60
+SENDER_BATCH_SIZE = 10
+# Lane kicks, retry timers (delayed up to 15 minutes, chained beyond) and replays. A standard queue: order
+# is kept by each lane's cursor and lease, not by the queue, so messages may come in any order or twice.
+WEBHOOK_QUEUE = QueueSpec(
+    logical_id="WebhookQueue",
+    env_var="WEBHOOK_QUEUE_URL",
+    local_name="billing-webhooks",
+    visibility_timeout_seconds=6 * SENDER_TIMEOUT_SECONDS,
+    dead_letter=WEBHOOK_DLQ,
+    max_receive_count=5,
+)
+
 TABLES: tuple[TableSpec, ...] = (EVENTS_TABLE, BILLING_TABLE, IDEMPOTENCY_TABLE)
-QUEUES: tuple[QueueSpec, ...] = (INGEST_DLQ, INGEST_QUEUE)
+QUEUES: tuple[QueueSpec, ...] = (INGEST_DLQ, INGEST_QUEUE, OUTBOX_FAILURES_QUEUE, WEBHOOK_DLQ, WEBHOOK_QUEUE)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """A customer-managed KMS key (rotated yearly in AWS); functions get its ARN in `env_var`."""
+
+    logical_id: str
+    env_var: str
+    alias: str  # alias/<name>, in AWS and locally
+    description: str
+
+
+# Webhook signing secrets, sealed with an encryption context naming tenant and endpoint. A key of their
+# own: the functions that read the table never get to open them (only the sender decrypts).
+WEBHOOK_SECRETS_KEY = KeySpec(
+    logical_id="WebhookSecretsKey",
+    env_var="WEBHOOK_SECRETS_KEY_ID",
+    alias="alias/usage-billing-webhook-secrets",
+    description="usage-billing: webhook signing secrets",
+)
+KEYS: tuple[KeySpec, ...] = (WEBHOOK_SECRETS_KEY,)
 
 CONSUMER_TIMEOUT_SECONDS = 60
 CONSUMER_BATCH_SIZE = 10
@@ -154,6 +219,7 @@ TableAction = Literal[
 ]
 QueueAction = Literal["sqs:SendMessage"]  # also authorizes SendMessageBatch
 StateMachineAction = Literal["states:StartExecution", "states:DescribeExecution"]
+KeyAction = Literal["kms:Encrypt", "kms:Decrypt"]
 
 TABLE_READ: tuple[TableAction, ...] = ("dynamodb:GetItem", "dynamodb:Query")
 # A TransactWriteItems call is authorized per item by these actions; IAM has no TransactWriteItems action.
@@ -204,7 +270,17 @@ class StateMachineAccess:
         return self.state_machine.env_var
 
 
-Access = TableAccess | QueueAccess | StateMachineAccess
+@dataclass(frozen=True)
+class KeyAccess:
+    key: KeySpec
+    actions: tuple[KeyAction, ...]
+
+    @property
+    def env_var(self) -> str:
+        return self.key.env_var
+
+
+Access = TableAccess | QueueAccess | StateMachineAccess | KeyAccess
 
 # Every function's code is `functions/<folder>/handler.py`, its entry point `handler`.
 HANDLER_MODULE = "handler"
@@ -249,6 +325,9 @@ class FunctionSpec:
         return tuple(dict.fromkeys((*self.resource_env_vars, *self.settings)))
 
 
+# The local runtime's switch: webhook URLs may then be plain http to loopback addresses (never in AWS).
+_WEBHOOK_ALLOW_LOOPBACK = "BILLING_WEBHOOK_ALLOW_LOOPBACK"
+
 # Read by the ingest path (api) and the readers of events (api, consumer, cycle close): an event's shard.
 _EVENT_SHARDS = "EVENT_SHARDS"
 _EVENT_MAX_AGE_DAYS = "EVENT_MAX_AGE_DAYS"
@@ -270,6 +349,10 @@ API_FUNCTION = FunctionSpec(
         QueueAccess(INGEST_QUEUE, ("sqs:SendMessage",)),
         # POST /v1/billing-runs starts a run, GET /v1/billing-runs/{id} reads its status.
         StateMachineAccess(CYCLE_CLOSE_STATE_MACHINE, ("states:StartExecution", "states:DescribeExecution")),
+        # Webhook endpoints: secrets are sealed here (never opened); replays and re-enabled endpoints kick
+        # the sender.
+        KeyAccess(WEBHOOK_SECRETS_KEY, ("kms:Encrypt",)),
+        QueueAccess(WEBHOOK_QUEUE, ("sqs:SendMessage",)),
     ),
     settings=(
         _EVENT_SHARDS,
@@ -278,6 +361,7 @@ API_FUNCTION = FunctionSpec(
         "SQS_MAX_MESSAGE_BYTES",
         "IDEMPOTENCY_TTL_SECONDS",
         "TENANT_CACHE_SECONDS",
+        _WEBHOOK_ALLOW_LOOPBACK,
     ),
 )
 
@@ -300,8 +384,9 @@ INGEST_CONSUMER_FUNCTION = FunctionSpec(
     memory_mb=512,
     access=(
         TableAccess(EVENTS_TABLE, ("dynamodb:PutItem",)),
-        # The customers of a batch, to count their unbilled events.
-        TableAccess(BILLING_TABLE, ("dynamodb:GetItem",)),
+        # The customers of a batch, to find their unbilled events, and the outbox to announce them
+        # (`usage.unbilled`: the event, its id claim and the outbox head in one transaction).
+        TableAccess(BILLING_TABLE, ("dynamodb:GetItem", *TRANSACT_WRITE)),
         QueueAccess(INGEST_DLQ, ("sqs:SendMessage",)),
     ),
     settings=(_EVENT_SHARDS, "CONSUMER_WRITE_CONCURRENCY"),
@@ -346,9 +431,42 @@ CYCLE_CLOSE_FUNCTION = FunctionSpec(
     ),
 )
 
+# On the billing table's stream, filtered to outbox events (OUTBOX_STREAM_FILTER): reads the tenant's
+# endpoints, creates deliveries, kicks their lanes. It never reads a customer profile.
+OUTBOX_DISPATCHER_FUNCTION = FunctionSpec(
+    name="billing-outbox-dispatcher",
+    folder="outbox_dispatcher",
+    description="usage-billing outbox dispatcher: outbox events to webhook deliveries, one per endpoint",
+    timeout_seconds=DISPATCHER_TIMEOUT_SECONDS,
+    memory_mb=256,
+    access=(
+        TableAccess(BILLING_TABLE, ("dynamodb:Query", "dynamodb:PutItem")),
+        QueueAccess(WEBHOOK_QUEUE, ("sqs:SendMessage",)),
+    ),
+)
+
+# On the webhook queue: walks lanes, signs and sends deliveries, schedules retries (delayed messages on
+# its own queue), dead-letters, disables endpoints that answer 410.
+WEBHOOK_SENDER_FUNCTION = FunctionSpec(
+    name="billing-webhook-sender",
+    folder="webhook_sender",
+    description="usage-billing webhook sender: signed deliveries in order per endpoint and customer",
+    timeout_seconds=SENDER_TIMEOUT_SECONDS,
+    memory_mb=256,
+    access=(
+        # Endpoints, deliveries and lanes read and written; outbox events read.
+        TableAccess(BILLING_TABLE, (*TABLE_READ, *TRANSACT_WRITE)),
+        KeyAccess(WEBHOOK_SECRETS_KEY, ("kms:Decrypt",)),
+        QueueAccess(WEBHOOK_QUEUE, ("sqs:SendMessage",)),
+    ),
+    settings=("BILLING_WEBHOOK_RETRY_SCHEDULE", _WEBHOOK_ALLOW_LOOPBACK),
+)
+
 FUNCTIONS: tuple[FunctionSpec, ...] = (
     API_FUNCTION,
     AUTHORIZER_FUNCTION,
     INGEST_CONSUMER_FUNCTION,
     CYCLE_CLOSE_FUNCTION,
+    OUTBOX_DISPATCHER_FUNCTION,
+    WEBHOOK_SENDER_FUNCTION,
 )

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from billing import resources
+from billing.domain.webhooks.retries import DEFAULT_RETRY_SCHEDULE, RetrySchedule, parse_schedule
 
 # {field: the environment variable it is read from}
 ENV_VARS: Mapping[str, str] = {
@@ -23,6 +24,10 @@ ENV_VARS: Mapping[str, str] = {
     "idempotency_table": resources.IDEMPOTENCY_TABLE.env_var,
     "ingest_queue_url": resources.INGEST_QUEUE.env_var,
     "ingest_dlq_url": resources.INGEST_DLQ.env_var,
+    "webhook_queue_url": resources.WEBHOOK_QUEUE.env_var,
+    "webhook_secrets_key_id": resources.WEBHOOK_SECRETS_KEY.env_var,
+    "webhook_retry_schedule": "BILLING_WEBHOOK_RETRY_SCHEDULE",
+    "webhook_allow_loopback": "BILLING_WEBHOOK_ALLOW_LOOPBACK",
     "event_shards": "EVENT_SHARDS",
     "event_max_age_days": "EVENT_MAX_AGE_DAYS",
     "event_max_future_seconds": "EVENT_MAX_FUTURE_SECONDS",
@@ -43,7 +48,13 @@ ENV_VARS: Mapping[str, str] = {
 }
 
 ResourceName = Literal[
-    "events_table", "billing_table", "idempotency_table", "ingest_queue_url", "ingest_dlq_url"
+    "events_table",
+    "billing_table",
+    "idempotency_table",
+    "ingest_queue_url",
+    "ingest_dlq_url",
+    "webhook_queue_url",
+    "webhook_secrets_key_id",
 ]
 
 
@@ -60,6 +71,8 @@ class Settings(BaseModel):
     idempotency_table: str | None = Field(default=None, min_length=1)
     ingest_queue_url: str | None = Field(default=None, min_length=1)
     ingest_dlq_url: str | None = Field(default=None, min_length=1)
+    webhook_queue_url: str | None = Field(default=None, min_length=1)
+    webhook_secrets_key_id: str | None = Field(default=None, min_length=1)
     # Write shards per (tenant, customer) partition. Changing it for live data needs a migration:
     # an event's shard is derived from its id, and reads query every shard up to this number.
     event_shards: int = Field(default=8, ge=1, le=64)
@@ -85,6 +98,15 @@ class Settings(BaseModel):
     tax_provider_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     tax_breaker_failure_threshold: int = Field(default=5, ge=1)
     tax_breaker_cool_down_seconds: int = Field(default=30, ge=1)
+    # Seconds between webhook attempts, comma-separated (the first attempt is immediate).
+    webhook_retry_schedule: RetrySchedule = DEFAULT_RETRY_SCHEDULE
+    # Plain http to loopback addresses for webhook URLs: the local runtime sets it, AWS never does.
+    webhook_allow_loopback: bool = False
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: object) -> object:
+        return parse_schedule(value) if isinstance(value, str) else value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -41,4 +41,4 @@ def test_ingest_queue_redrives_to_its_dlq(aws: dict[str, str]) -> None:
 
 
 def test_creating_twice_changes_nothing(aws: dict[str, str]) -> None:
-    assert create_all(boto3.client("dynamodb"), boto3.client("sqs")) == aws
+    assert create_all(boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("kms")) == aws

@@ -9,7 +9,7 @@ import pytest
 
 from billing import resources
 from billing.bootstrap import Services, build_services
-from billing.resources import FunctionSpec, QueueAccess, TableAccess
+from billing.resources import FunctionSpec, KeyAccess, QueueAccess, TableAccess
 from billing.settings import ENV_VARS, Settings, SettingsError
 
 # A valid value for every variable `billing.settings` reads. A tax provider is configured so that its
@@ -21,6 +21,8 @@ SAMPLE_ENV = {
     resources.INGEST_QUEUE.env_var: "https://sqs.us-east-1.amazonaws.com/123456789012/ingest",
     resources.INGEST_DLQ.env_var: "https://sqs.us-east-1.amazonaws.com/123456789012/ingest-dlq",
     resources.CYCLE_CLOSE_STATE_MACHINE.env_var: "arn:aws:states:us-east-1:123456789012:stateMachine:cc",
+    resources.WEBHOOK_QUEUE.env_var: "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks",
+    resources.WEBHOOK_SECRETS_KEY.env_var: "arn:aws:kms:us-east-1:123456789012:key/0000-webhooks",
     "EVENT_SHARDS": "4",
     "EVENT_MAX_AGE_DAYS": "30",
     "EVENT_MAX_FUTURE_SECONDS": "60",
@@ -37,6 +39,8 @@ SAMPLE_ENV = {
     "TAX_PROVIDER_TIMEOUT_SECONDS": "1.5",
     "TAX_BREAKER_FAILURE_THRESHOLD": "3",
     "TAX_BREAKER_COOL_DOWN_SECONDS": "10",
+    "BILLING_WEBHOOK_RETRY_SCHEDULE": "1,2,3",
+    "BILLING_WEBHOOK_ALLOW_LOOPBACK": "false",
 }
 
 # What each function's handler takes from the composition root (functions/*/handler.py, and for the api
@@ -51,11 +55,16 @@ HANDLER_SERVICES = {
         "ledger",
         "payments",
         "billing_runs",
+        "webhook_endpoints",
+        "webhook_deliveries",
+        "webhook_events",
         "idempotency_store",
     ),
     resources.AUTHORIZER_FUNCTION.name: ("tenants",),
     resources.INGEST_CONSUMER_FUNCTION.name: ("consumer",),
     resources.CYCLE_CLOSE_FUNCTION.name: ("cycle_close",),
+    resources.OUTBOX_DISPATCHER_FUNCTION.name: ("outbox_dispatcher",),
+    resources.WEBHOOK_SENDER_FUNCTION.name: ("webhook_sender",),
 }
 SPECS = pytest.mark.parametrize("spec", resources.FUNCTIONS, ids=lambda spec: spec.name)
 
@@ -126,7 +135,7 @@ def test_an_empty_variable_counts_as_unset() -> None:
 
 
 def test_every_setting_a_spec_names_is_read_by_billing_settings_and_is_not_a_resource() -> None:
-    resource_vars = {spec.env_var for spec in (*resources.TABLES, *resources.QUEUES)} | {
+    resource_vars = {spec.env_var for spec in (*resources.TABLES, *resources.QUEUES, *resources.KEYS)} | {
         resources.CYCLE_CLOSE_STATE_MACHINE.env_var
     }
     for spec in resources.FUNCTIONS:
@@ -145,7 +154,7 @@ def test_a_service_missing_a_table_or_queue_of_its_spec_names_the_variable_when_
     spec: FunctionSpec,
 ) -> None:
     for access in spec.access:
-        if not isinstance(access, TableAccess | QueueAccess):
+        if not isinstance(access, TableAccess | QueueAccess | KeyAccess):
             continue  # without the state machine ARN, starting a run fails as "not configured" instead
         env = {name: value for name, value in spec_env(spec).items() if name != access.env_var}
         services = build_services(Settings.from_env(env))  # reading the settings does not fail

@@ -60,11 +60,15 @@ def query_page(
     cursor: str | None,
     convert: Callable[[dict[str, Any]], T],
     table_prefix: str,
+    descending: bool = False,
+    only: tuple[str, str] | None = None,
 ) -> Page[T]:
     """One page of an item collection; one item more than asked tells whether there is another page.
 
     `table_prefix` is what the table key (pk) of every listed item starts with: a cursor naming any other
-    item is refused, so a cursor cannot be forged to reach another tenant's or kind's items.
+    item is refused, so a cursor cannot be forged to reach another tenant's or kind's items. `descending`
+    lists by sort key from the end; `only` = (attribute, value) keeps the items whose string attribute has
+    that value (a filter: the items read past it still cost their read, so keep it for small collections).
     """
     pk, sk = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
     request: dict[str, Any] = {
@@ -73,6 +77,12 @@ def query_page(
         "ExpressionAttributeValues": {":pk": {"S": partition}, ":prefix": {"S": prefix}},
         "Limit": limit + 1,
     }
+    if descending:
+        request["ScanIndexForward"] = False
+    if only is not None:
+        request["FilterExpression"] = "#only = :only"
+        request["ExpressionAttributeNames"] = {"#only": only[0]}
+        request["ExpressionAttributeValues"][":only"] = {"S": only[1]}
     if index:
         request["IndexName"] = index
     else:

@@ -3,8 +3,9 @@
 Items (keys from `billing.adapters.keys`; `data` is the record of `billing.adapters.records`): the
 invoice (listed per customer by period start through gsi1), an immutable audit record of its rating and
 tax decisions beside it, and each recorded payment. `finalize` writes the invoice, the audit record, the
-ledger entries and head, and moves the due index to the next period in one `TransactWriteItems`: all
-or nothing. `record_payment` writes the payment, the invoice's next state and the entries the same way.
+ledger entries and head, the webhook events that announce it (the outbox) and moves the due index to the
+next period in one `TransactWriteItems`: all or nothing. `record_payment` writes the payment, the
+invoice's next state, the entries and the events the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from billing.adapters.keys import (
     tenant_prefix,
 )
 from billing.adapters.ledger_store import DynamoLedgerStore
+from billing.adapters.outbox_store import DynamoOutbox
 from billing.domain import canonical_json
 from billing.domain.billing_runs import DuePeriod
 from billing.domain.errors import Conflict, InvoiceAlreadyFinalized, TransientFailure
@@ -38,17 +40,23 @@ from billing.domain.ledger.chain import LedgerSnapshot
 from billing.domain.ledger.transactions import JournalTransaction
 from billing.domain.pages import Page
 from billing.domain.usage_events import format_timestamp
+from billing.domain.webhooks.events import NewEvent
 
 MAX_HEAD_RACES = 5
 
 # Builds what to write from the customer's journal as it stands (called again after a lost race).
 Issue = Callable[[LedgerSnapshot], tuple[IssuedInvoice, Sequence[JournalTransaction]]]
+# The webhook events that announce the invoice `Issue` made (or its state after a payment).
+Announce = Callable[[IssuedInvoice], Sequence[NewEvent]]
 
 
 class DynamoInvoiceStore:
-    def __init__(self, table_name: str, ledger: DynamoLedgerStore, client: Any = None) -> None:
+    def __init__(
+        self, table_name: str, ledger: DynamoLedgerStore, outbox: DynamoOutbox, client: Any = None
+    ) -> None:
         self._table = table_name
         self._ledger = ledger
+        self._outbox = outbox
         self._client = client or boto3.client("dynamodb")
 
     def get(self, tenant_id: str, invoice_id: str) -> IssuedInvoice | None:
@@ -81,16 +89,18 @@ class DynamoInvoiceStore:
         tenant_id: str,
         customer_id: str,
         issue: Issue,
+        announce: Announce,
         audit: dict[str, Any],
         due: DuePeriod,
         next_due: DuePeriod | None,
     ) -> IssuedInvoice:
-        """Write the issued invoice, its audit record, its journal entries and the due index, or nothing.
+        """Write the issued invoice, its audit record, its journal entries, the webhook events `announce`
+        makes of it and the due index, or nothing.
 
         `issue` builds the invoice and its transactions from the customer's journal (credit to apply);
-        it is called again after a lost race for the ledger head, so the entries chain after whatever
-        was appended in between. Raises InvoiceAlreadyFinalized when the invoice exists, TransientFailure
-        when throttled.
+        it is called again after a lost race for the ledger or outbox head, so the entries chain after
+        whatever was appended in between. Raises InvoiceAlreadyFinalized when the invoice exists,
+        TransientFailure when throttled.
         """
 
         def facts(invoice: IssuedInvoice) -> list[dict[str, Any]]:
@@ -125,6 +135,7 @@ class DynamoInvoiceStore:
             tenant_id,
             customer_id,
             issue,
+            announce,
             facts,
             guards={0: lambda invoice: InvoiceAlreadyFinalized(invoice.id)},
         )
@@ -147,8 +158,10 @@ class DynamoInvoiceStore:
         after: IssuedInvoice,
         payment: RecordedPayment,
         transaction: JournalTransaction,
+        events: Sequence[NewEvent],
     ) -> None:
-        """The payment, the invoice's next state and the journal entries, all or nothing.
+        """The payment, the invoice's next state, the journal entries and the webhook events, all or
+        nothing.
 
         The invoice is updated only if it is still at the revision `before` was read at: a payment recorded
         meanwhile makes this one a Conflict to retry, never a double settlement.
@@ -190,6 +203,7 @@ class DynamoInvoiceStore:
             tenant_id,
             after.customer_id,
             lambda _snapshot: (after, [transaction]),  # a payment's entries do not depend on the journal
+            lambda _: events,
             facts,
             guards={
                 0: lambda _: Conflict("this payment reference was recorded meanwhile", code="payment_exists"),
@@ -211,20 +225,29 @@ class DynamoInvoiceStore:
         tenant_id: str,
         customer_id: str,
         issue: Issue,
+        announce: Announce,
         facts: Callable[[IssuedInvoice], list[dict[str, Any]]],
         guards: dict[int, Callable[[IssuedInvoice], Exception]],
     ) -> IssuedInvoice:
-        """One TransactWriteItems: the business items `facts` and the journal entries `issue` makes.
+        """One TransactWriteItems: the business items `facts`, the journal entries `issue` makes and the
+        webhook events `announce` makes (the outbox).
 
         A failed condition on the fact at index i raises `guards[i](invoice)`; any other failed condition is
-        the ledger head having moved (another writer appended): re-read it, chain after it, try again.
+        the ledger or outbox head having moved (another writer appended): re-read them, chain after them,
+        try again.
         """
         for _ in range(MAX_HEAD_RACES):
             snapshot = self._snapshot(tenant_id, customer_id)
+            last_sequence = self._outbox.head(tenant_id, customer_id)
             invoice, transactions = issue(snapshot)
             ledger_actions, _ = self._ledger.append_items(tenant_id, snapshot.head, transactions)
+            outbox_actions, _ = self._outbox.append_items(
+                tenant_id, customer_id, last_sequence, announce(invoice)
+            )
             try:
-                self._client.transact_write_items(TransactItems=[*facts(invoice), *ledger_actions])
+                self._client.transact_write_items(
+                    TransactItems=[*facts(invoice), *ledger_actions, *outbox_actions]
+                )
             except ClientError as exc:
                 reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
                 if error_code(exc) == "TransactionCanceledException" and reasons:
@@ -232,14 +255,14 @@ class DynamoInvoiceStore:
                         if index < len(reasons) and reasons[index] == "ConditionalCheckFailed":
                             raise guard(invoice) from exc
                     if "ConditionalCheckFailed" in reasons:
-                        continue  # another writer moved the ledger head: re-read it and chain after it
+                        continue  # another writer moved a head: re-read it and chain after it
                     if any(code in ("ThrottlingError", "TransactionConflict") for code in reasons):
                         raise TransientFailure(f"billing table busy: {','.join(reasons)}") from exc
                 if is_transient(exc):
                     raise TransientFailure(f"billing table: {error_code(exc)}") from exc
                 raise
             return invoice
-        raise TransientFailure(f"the ledger of customer {customer_id} kept moving; retry")
+        raise TransientFailure(f"the ledger or outbox of customer {customer_id} kept moving; retry")
 
     @staticmethod
     def _invoice_item(tenant_id: str, invoice: IssuedInvoice) -> dict[str, Any]:

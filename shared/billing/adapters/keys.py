@@ -27,6 +27,13 @@ Billing table (pk, sk; index gsi1 on gsi1pk, gsi1sk):
   due period       DUE#<shard, 2 digits>          <period end>#<t>#<subscription>
   tax breaker      TAXPROVIDER#<name>             BREAKER
   last-known-good  TAXPROVIDER#<name>             LKG#<seller>#<country>#<region>#<postal>#<code>#<B2B|B2C>
+  outbox head      T#<t>#OUTBOX#<customer>        HEAD           (the customer's last webhook sequence)
+  outbox event     T#<t>#OUTBOX#<customer>        EVENT#<sequence, 12 digits>   (entity outbox_event)
+  event id claim   T#<t>#WHEVENT#<event id>       EVENT          (an event id is written once)
+  endpoint         T#<t>#WEBHOOKS                 ENDPOINT#<id>
+  delivery         T#<t>#WHDELIVERY#<id>          DELIVERY       gsi1: T#<t>#WEBHOOK#<endpoint>#DELIVERIES /
+                                                                       DELIVERY#<created at>#<id>
+  delivery lane    T#<t>#WHLANE#<endpoint>#<customer>  LANE      (cursor and lease of one lane)
 
 Events table (pk, sk; index by_time on pk, ts):
 
@@ -64,6 +71,12 @@ RUN_SK = "RUN"
 BREAKER_SK = "BREAKER"
 LAST_KNOWN_GOOD_PREFIX = "LKG#"
 EVENT_PREFIX = "E#"
+OUTBOX_EVENT_PREFIX = "EVENT#"
+EVENT_CLAIM_SK = "EVENT"
+ENDPOINT_PREFIX = "ENDPOINT#"
+DELIVERY_SK = "DELIVERY"
+DELIVERY_PREFIX = "DELIVERY#"
+LANE_SK = "LANE"
 
 
 def key(pk: str, sk: str) -> Key:
@@ -203,6 +216,53 @@ def due_key(tenant_id: str, subscription_id: str, period_end: str) -> Key:
 
 def tax_provider_partition(provider: str) -> str:
     return f"TAXPROVIDER#{provider}"
+
+
+# ---- outbox and webhooks -------------------------------------------------------------------------------
+
+
+def outbox_partition(tenant_id: str, customer_id: str) -> str:
+    return f"T#{tenant_id}#OUTBOX#{customer_id}"
+
+
+def outbox_head_key(tenant_id: str, customer_id: str) -> Key:
+    return key(outbox_partition(tenant_id, customer_id), HEAD_SK)
+
+
+def outbox_event_sort_key(sequence: int) -> str:
+    return f"{OUTBOX_EVENT_PREFIX}{sequence:012d}"
+
+
+def outbox_event_key(tenant_id: str, customer_id: str, sequence: int) -> Key:
+    return key(outbox_partition(tenant_id, customer_id), outbox_event_sort_key(sequence))
+
+
+def event_claim_key(tenant_id: str, event_id: str) -> Key:
+    return key(f"T#{tenant_id}#WHEVENT#{event_id}", EVENT_CLAIM_SK)
+
+
+def endpoints_partition(tenant_id: str) -> str:
+    return f"T#{tenant_id}#WEBHOOKS"
+
+
+def endpoint_key(tenant_id: str, endpoint_id: str) -> Key:
+    return key(endpoints_partition(tenant_id), ENDPOINT_PREFIX + endpoint_id)
+
+
+def delivery_key(tenant_id: str, delivery_id: str) -> Key:
+    return key(f"T#{tenant_id}#WHDELIVERY#{delivery_id}", DELIVERY_SK)
+
+
+def deliveries_index(tenant_id: str, endpoint_id: str) -> str:
+    return f"T#{tenant_id}#WEBHOOK#{endpoint_id}#DELIVERIES"
+
+
+def deliveries_index_sort_key(created_at: str, delivery_id: str) -> str:
+    return f"{DELIVERY_PREFIX}{created_at}#{delivery_id}"
+
+
+def lane_key(tenant_id: str, endpoint_id: str, customer_id: str) -> Key:
+    return key(f"T#{tenant_id}#WHLANE#{endpoint_id}#{customer_id}", LANE_SK)
 
 
 # ---- events table ---------------------------------------------------------------------------------------

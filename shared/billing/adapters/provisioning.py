@@ -1,4 +1,4 @@
-"""Create the tables and queues of `billing.resources` through boto3.
+"""Create the tables, queues and keys of `billing.resources` through boto3.
 
 Used by the local runtime (against moto server) and by tests (against moto in-process); in AWS the CDK
 app creates the same resources from the same specs.
@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from billing import resources
-from billing.resources import QueueSpec, TableSpec
+from billing.resources import KeySpec, QueueSpec, TableSpec
 
 
 def table_definition(spec: TableSpec, name: str | None = None) -> dict[str, Any]:
@@ -88,6 +88,23 @@ def create_queues(sqs: Any, specs: tuple[QueueSpec, ...] = resources.QUEUES) -> 
     return urls
 
 
-def create_all(dynamodb: Any, sqs: Any) -> dict[str, str]:
-    """Create every table and queue; returns the environment variables the functions need."""
-    return {**create_tables(dynamodb), **create_queues(sqs)}
+def create_keys(kms: Any, specs: tuple[KeySpec, ...] = resources.KEYS) -> dict[str, str]:
+    """Create each KMS key under its alias unless the alias exists; returns {env var: key ARN}."""
+    aliases = {
+        alias["AliasName"]: alias.get("TargetKeyId")
+        for page in kms.get_paginator("list_aliases").paginate()
+        for alias in page.get("Aliases", [])
+    }
+    env: dict[str, str] = {}
+    for spec in specs:
+        key_id = aliases.get(spec.alias)
+        if key_id is None:
+            key_id = kms.create_key(Description=spec.description)["KeyMetadata"]["KeyId"]
+            kms.create_alias(AliasName=spec.alias, TargetKeyId=key_id)
+        env[spec.env_var] = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+    return env
+
+
+def create_all(dynamodb: Any, sqs: Any, kms: Any) -> dict[str, str]:
+    """Create every table, queue and key; returns the environment variables the functions need."""
+    return {**create_tables(dynamodb), **create_queues(sqs), **create_keys(kms)}

@@ -39,13 +39,26 @@ from billing.api.routers import (
     plans,
     subscriptions,
     usage,
+    webhooks,
 )
 from billing.domain.errors import BillingError
 
 if TYPE_CHECKING:
     from billing.bootstrap import Services
 
-ROUTERS = (events, meters, customers, plans, subscriptions, usage, billing_runs, invoices, payments, ledger)
+ROUTERS = (
+    events,
+    meters,
+    customers,
+    plans,
+    subscriptions,
+    usage,
+    billing_runs,
+    invoices,
+    payments,
+    ledger,
+    webhooks,
+)
 OPENAPI_PATH = "/v1/openapi.json"
 DOCS_PATH = "/docs"
 

@@ -44,6 +44,7 @@ from billing.domain.tax.model import (
     TaxRequest,
 )
 from billing.domain.usage_events import format_timestamp, parse_timestamp
+from billing.domain.webhooks.events import NewEvent, on_invoice_finalized
 from billing.runtime import logger, metrics
 from billing.services.ports import CustomerLookup
 from billing.services.usage import CatalogReader, EventsReader, loaded_segments
@@ -77,12 +78,14 @@ class InvoiceStore(Protocol):
         tenant_id: str,
         customer_id: str,
         issue: Callable[[LedgerSnapshot], tuple[IssuedInvoice, Sequence[JournalTransaction]]],
+        announce: Callable[[IssuedInvoice], Sequence[NewEvent]],
         audit: dict[str, Any],
         due: DuePeriod,
         next_due: DuePeriod | None,
     ) -> IssuedInvoice:
-        """Write the invoice `issue` makes from the customer's journal, with its entries and the due
-        index, in one transaction. Raises InvoiceAlreadyFinalized when the invoice exists."""
+        """Write the invoice `issue` makes from the customer's journal, with its entries, the webhook
+        events `announce` makes of it and the due index, in one transaction. Raises
+        InvoiceAlreadyFinalized when the invoice exists."""
 
 
 class TaxQuoter(Protocol):
@@ -372,7 +375,15 @@ class CycleCloseService:
             self._due.advance(due, next_due)
             return self._closed(run, item, next_due, status="nothing_to_bill", invoice_id=None)
         try:
-            self._invoices.finalize(tenant_id, customer.id, issue, audit, due, next_due)
+            self._invoices.finalize(
+                tenant_id,
+                customer.id,
+                issue,
+                lambda invoice: on_invoice_finalized(tenant_id, invoice),
+                audit,
+                due,
+                next_due,
+            )
             metrics.add_metric(name="InvoicesFinalized", unit=MetricUnit.Count, value=1)
             logger.info("invoice finalized", extra={"invoice_id": draft["id"], "tenant_id": tenant_id})
         except InvoiceAlreadyFinalized:

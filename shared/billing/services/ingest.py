@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -17,6 +18,7 @@ from billing.domain.ingest_messages import IngestMessage, decode_message, pack_e
 from billing.domain.pii import strip_properties
 from billing.domain.tenants import PiiPolicy, Tenant
 from billing.domain.usage_events import EventLimits, UsageEvent, check_limits, format_timestamp
+from billing.domain.webhooks.events import NewEvent, on_unbilled_usage
 from billing.runtime import logger, metrics
 from billing.services.ports import CustomerLookup
 
@@ -37,6 +39,11 @@ class EventStore(Protocol):
 
 class DeadLetters(Protocol):
     def send(self, body: str, *, reason_code: str, reason: str, source_message_id: str) -> None: ...
+
+
+class Announcements(Protocol):
+    def announce(self, tenant_id: str, customer_id: str, events: Sequence[NewEvent]) -> Sequence[Any]:
+        """Write webhook events that come with no other fact; those written before are left out."""
 
 
 # ---- accepting events --------------------------------------------------------------------------------
@@ -143,6 +150,8 @@ class IngestService:
         return IngestResult(accepted=accepted, rejected=rejected)
 
 
+ANNOUNCED_CACHE_SIZE = 10_000
+
 # ---- the consumer ------------------------------------------------------------------------------------
 
 
@@ -169,11 +178,15 @@ class IngestConsumer:
         clock: Callable[[], datetime],
         write_concurrency: int = 16,
         customers: CustomerLookup | None = None,
+        outbox: Announcements | None = None,
     ) -> None:
         self._store = store
         self._dead_letters = dead_letters
         self._clock = clock
         self._customers = customers
+        self._outbox = outbox
+        # (tenant, customer, day) announced by this process: no transaction for each later batch that day.
+        self._announced: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=write_concurrency, thread_name_prefix="event-put")
 
     def consume(self, body: str, message_id: str) -> ConsumeResult:
@@ -198,6 +211,7 @@ class IngestConsumer:
         # duplicates); an event the table refuses for good is parked on its own, the others go on.
         outcomes = list(self._pool.map(lambda event: self._put(event, stored_at), events))
         stored: list[UsageEvent] = []
+        held: list[UsageEvent] = []  # stored now or before: the table holds them
         for event, outcome in zip(events, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 unreadable.append(
@@ -206,8 +220,10 @@ class IngestConsumer:
             elif str(outcome) == "stored":
                 result.stored += 1
                 stored.append(event)
+                held.append(event)
             elif str(outcome) == "duplicate":
                 result.duplicates += 1
+                held.append(event)
             else:
                 result.conflicts += 1
         # Parked last, once every put went through: a redelivered message does not park them twice.
@@ -216,7 +232,7 @@ class IngestConsumer:
             code = "unstorable" if reason.startswith("the events table") else "schema_invalid"
             self._dead_letter(single.body() if single else body, code, reason, message_id)
             result.dead_lettered += 1
-        result.unbilled = self._count_unbilled(tenant_id, stored)
+        result.unbilled = self._unbilled(tenant_id, stored, held)
         metrics.add_metric(name="EventsStored", unit=MetricUnit.Count, value=result.stored)
         if result.unbilled:
             metrics.add_metric(name="EventsUnbilled", unit=MetricUnit.Count, value=result.unbilled)
@@ -237,38 +253,65 @@ class IngestConsumer:
         )
         return result
 
-    def _count_unbilled(self, tenant_id: str, events: list[UsageEvent]) -> int:
-        """How many of the newly stored events no subscription covers: one catalog read per customer.
+    def _unbilled(self, tenant_id: str, stored: list[UsageEvent], held: list[UsageEvent]) -> int:
+        """How many of the newly stored events no subscription covers (one catalog read per customer),
+        and a `usage.unbilled` webhook event per customer and UTC day that has any.
 
         They are stored all the same (a subscription created later makes them counted) and listed by
-        `GET /v1/events?status=unbilled`; this count feeds the `EventsUnbilled` metric so that an
-        application sending events for customers it never subscribed is noticed.
+        `GET /v1/events?status=unbilled`. The count feeds the `EventsUnbilled` metric; the webhook event
+        tells the application. Events stored by an earlier delivery of this message count too for the
+        announcement (its failure raised, so the message came back): it is written once however often
+        this runs (its id is the customer and the day), and a failure to write it raises for a retry.
         """
-        if self._customers is None or not events:
+        if self._customers is None or not held:
             return 0
+        fresh = {id(event) for event in stored}
         unbilled = 0
         by_customer: dict[str, list[UsageEvent]] = {}
-        for event in events:
+        for event in held:
             by_customer.setdefault(event.customer_id, []).append(event)
+        now = self._clock()
+        day = now.astimezone(UTC).date()
         for customer_id, theirs in by_customer.items():
-            try:
-                customer = self._customers.get_customer(tenant_id, customer_id)
-            except Exception:
-                logger.warning(
-                    "unbilled events not counted", extra={"tenant_id": tenant_id, "customer_id": customer_id}
-                )
+            key = (tenant_id, customer_id, day.isoformat())
+            counting = any(id(event) in fresh for event in theirs)
+            if not counting and key in self._announced:
                 continue
+            customer = self._customers.get_customer(tenant_id, customer_id)
             uncovered = [
                 event
                 for event in theirs
                 if customer is None or customer.subscription_at(event.timestamp) is None
             ]
-            if uncovered:
-                unbilled += len(uncovered)
+            if not uncovered:
+                continue
+            newly = sum(1 for event in uncovered if id(event) in fresh)
+            unbilled += newly
+            if newly:
                 logger.info(
                     "unbilled events stored",
-                    extra={"tenant_id": tenant_id, "customer_id": customer_id, "events": len(uncovered)},
+                    extra={"tenant_id": tenant_id, "customer_id": customer_id, "events": newly},
                 )
+            if self._outbox is not None and key not in self._announced:
+                first = min(uncovered, key=lambda event: (event.timestamp, event.event_id))
+                self._outbox.announce(
+                    tenant_id,
+                    customer_id,
+                    [
+                        on_unbilled_usage(
+                            tenant_id,
+                            customer_id,
+                            day,
+                            first_event_id=first.event_id,
+                            first_event_type=first.type,
+                            first_timestamp=first.timestamp,
+                            stored_at=now,
+                        )
+                    ],
+                )
+                self._announced[key] = None
+                while len(self._announced) > ANNOUNCED_CACHE_SIZE:
+                    self._announced.popitem(last=False)
         return unbilled
 
     def _put(self, event: UsageEvent, stored_at: str) -> Any:

@@ -1,13 +1,15 @@
 """Payments received outside the gateways (`POST /v1/invoices/{id}/payments`): a wire, a cheque.
 
-A payment is booked in one transaction with the invoice's next state and its journal entries (cash
-debited; receivable credited up to what is due, any excess to customer credit). Its id is derived from
-(invoice, reference), so the same reference sent again is the same payment: answered, never booked twice.
+A payment is booked in one transaction with the invoice's next state, its journal entries (cash
+debited; receivable credited up to what is due, any excess to customer credit) and the webhook events
+that announce it (`payment.succeeded`, then `invoice.paid` or `invoice.partially_paid`). Its id is
+derived from (invoice, reference), so the same reference sent again is the same payment: answered, never
+booked twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +21,7 @@ from billing.domain.ids import is_valid_id, shown_id
 from billing.domain.invoicing import IssuedInvoice, RecordedPayment
 from billing.domain.ledger.transactions import MAX_AMOUNT_MINOR, JournalTransaction
 from billing.domain.rating.money import Money, format_major
+from billing.domain.webhooks.events import NewEvent, on_payment
 
 
 class PaymentStore(Protocol):
@@ -33,8 +36,10 @@ class PaymentStore(Protocol):
         after: IssuedInvoice,
         payment: RecordedPayment,
         transaction: JournalTransaction,
+        events: Sequence[NewEvent],
     ) -> None:
-        """Raises Conflict when the payment or the invoice changed meanwhile."""
+        """Book the payment with the invoice's next state, its entries and the webhook events that
+        announce it, in one transaction. Raises Conflict when the payment or the invoice changed."""
 
 
 @dataclass(frozen=True)
@@ -97,5 +102,7 @@ class PaymentService:
             credited_minor=settlement.credited_minor,
             created_at=now,
         )
-        self._store.record_payment(tenant_id, invoice, paid, payment, transaction)
+        self._store.record_payment(
+            tenant_id, invoice, paid, payment, transaction, on_payment(tenant_id, paid, payment)
+        )
         return PaymentOutcome(payment, paid, created=True)

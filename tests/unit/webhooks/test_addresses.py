@@ -345,7 +345,10 @@ def test_a_host_resolving_to_loopback_is_accepted_only_where_loopback_is_allowed
 # --- the harder cases: reserved IPv6 ranges, local-use NAT64, hosts that are neither names nor addresses ---
 
 
-@pytest.mark.parametrize("address", ["::a9fe:a9fe", "::7f00:1", "::a00:1", "fec0::1", "5f00::1"])
+@pytest.mark.parametrize(
+    "address",
+    ["::a9fe:a9fe", "::7f00:1", "::a00:1", "::ffff:0:a9fe:a9fe", "fec0::1", "5f00::1", "fd00:ec2::254%eth0"],
+)
 def test_a_reserved_ipv6_address_is_refused(address: str) -> None:
     assert address_problem(ip(address), allow_loopback=False) is not None
 

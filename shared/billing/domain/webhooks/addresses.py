@@ -7,7 +7,8 @@ a loopback address, and only where the operator allows loopback: the local runti
 its host resolves to is publicly routable. The check is made when the endpoint is created and again
 before each delivery (DNS answers change), and the connection then goes to an address that was checked.
 
-Addresses that embed an IPv4 address (IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, 6to4
+Addresses that embed an IPv4 address (IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, SIIT
+`::ffff:0:a.b.c.d`, 6to4
 `2002::/16`, NAT64 `64:ff9b::/96`, Teredo) are judged by the IPv4 address they lead to; reserved ranges
 and the local-use NAT64 prefix are refused.
 """
@@ -31,6 +32,8 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 # Deprecated IPv4-compatible addresses (::a.b.c.d), led to the IPv4 address in their low bits.
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# SIIT IPv4-translated addresses (::ffff:0:a.b.c.d).
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 _HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
 
 
@@ -134,6 +137,8 @@ def parse_url(url: str, *, allow_loopback: bool) -> EndpointUrl:
 def address_problem(address: IPAddress, *, allow_loopback: bool, scheme: str = "https") -> str | None:
     """Why a connection to `address` is refused, or None when it is publicly routable (or an allowed
     loopback address). `scheme` http is allowed to loopback addresses only."""
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        address = ipaddress.IPv6Address(int(address))  # fe80::1%eth0 is judged as fe80::1
     if isinstance(address, ipaddress.IPv6Address) and address in _NAT64_LOCAL:
         return f"resolves to {address}, a local-use NAT64 address whose IPv4 destination cannot be known"
     judged = embedded_ipv4(address) or address
@@ -170,7 +175,7 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
         return address.sixtofour
     if address.teredo is not None:
         return address.teredo[1]
-    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+    if address in _NAT64 or address in _IPV4_TRANSLATED or (address in _IPV4_COMPATIBLE and int(address) > 1):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 

@@ -65,6 +65,10 @@ class Delivery:
     failure_reason: str | None = None
     revision: int = 0
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event_type", EventType(self.event_type))
+        object.__setattr__(self, "status", DeliveryStatus(self.status))
+
     @classmethod
     def create(cls, endpoint: WebhookEndpoint, event: WebhookEvent, at: datetime) -> Delivery:
         """A new delivery, due at once."""
