@@ -29,6 +29,8 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import TYPE_CHECKING
 
 from billing.domain.webhooks.addresses import (
@@ -57,12 +59,25 @@ _HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
 Resolver = Callable[[str, int], list[IPAddress]]  # host, port -> every address the host resolves to
 
 
+RESOLVE_TIMEOUT_SECONDS = 5.0
+_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
+
+
 def system_resolver(host: str, port: int) -> list[IPAddress]:
     """Every address `getaddrinfo` gives for a TCP connection to (host, port), without repeats, in order.
 
-    Raises `OSError` (`socket.gaierror`) when the name does not resolve, `UnicodeError` when it cannot be
-    encoded for a lookup.
+    Raises `OSError` (`socket.gaierror`) when the name does not resolve or the lookup takes longer than
+    RESOLVE_TIMEOUT_SECONDS (`getaddrinfo` itself has no timeout: it runs in a thread that is left to
+    finish), `UnicodeError` when it cannot be encoded for a lookup.
     """
+    lookup = _LOOKUPS.submit(_getaddrinfo, host, port)
+    try:
+        return lookup.result(timeout=RESOLVE_TIMEOUT_SECONDS)
+    except FuturesTimeout:
+        raise OSError(f"the lookup took more than {RESOLVE_TIMEOUT_SECONDS:g} s") from None
+
+
+def _getaddrinfo(host: str, port: int) -> list[IPAddress]:
     addresses: list[IPAddress] = []
     for family, _, _, _, sockaddr in socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
