@@ -16,6 +16,7 @@ from infra.constructs.ingest import IngestConstruct
 from infra.constructs.layer import SharedLayer
 from infra.constructs.observability import ObservabilityConstruct
 from infra.constructs.registry import ResourceRegistry
+from infra.constructs.webhooks import WebhooksConstruct
 
 
 class BillingStack(cdk.Stack):
@@ -25,13 +26,15 @@ class BillingStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.data = DataConstruct(self, "Data")
         # Each function is built from its spec against what the constructs before it added here, so the
-        # order below is the order of use: tables, then the queues, then the state machine the api starts.
+        # order below is the order of use: tables, then the queues, then the state machine the api starts,
+        # then the webhook queue and secrets key the api uses (sealing secrets, kicking the sender).
         self.registry = ResourceRegistry(self.data.key, function_settings_from_context(self.node))
         for spec in resources.TABLES:
             self.registry.add_table(spec, self.data.table(spec))
         layer = SharedLayer(self, "SharedLayer", build=config.build_layer).layer
         self.ingest = IngestConstruct(self, "Ingest", registry=self.registry, layer=layer)
         self.cycle_close = CycleCloseConstruct(self, "CycleClose", registry=self.registry, layer=layer)
+        self.webhooks = WebhooksConstruct(self, "Webhooks", registry=self.registry, layer=layer)
         self.api = ApiConstruct(self, "Api", config=config, registry=self.registry, layer=layer)
         self.observability = ObservabilityConstruct(
             self,
@@ -41,6 +44,7 @@ class BillingStack(cdk.Stack):
             ingest=self.ingest,
             api=self.api,
             cycle_close=self.cycle_close,
+            webhooks=self.webhooks,
         )
         self._build_outputs()
 
@@ -58,6 +62,25 @@ class BillingStack(cdk.Stack):
             cdk.CfnOutput(self, f"{spec.logical_id}Name", value=self.data.table(spec).table_name)
         cdk.CfnOutput(self, "IngestQueueUrl", value=self.ingest.queue.queue_url)
         cdk.CfnOutput(self, "IngestDeadLetterQueueUrl", value=self.ingest.dead_letter_queue.queue_url)
+        cdk.CfnOutput(
+            self,
+            "WebhookQueueUrl",
+            value=self.webhooks.queue.queue_url,
+            description="Lane kicks, retry timers and replays for the webhook sender",
+        )
+        cdk.CfnOutput(self, "WebhookDeadLetterQueueUrl", value=self.webhooks.dead_letter_queue.queue_url)
+        cdk.CfnOutput(
+            self,
+            "OutboxDispatchFailuresQueueUrl",
+            value=self.webhooks.failures_queue.queue_url,
+            description="Descriptions of billing-table stream batches the outbox dispatcher failed on",
+        )
+        cdk.CfnOutput(
+            self,
+            "WebhookSecretsKeyArn",
+            value=self.webhooks.secrets_key.key_arn,
+            description="Seals webhook signing secrets (encryption context: tenant and endpoint)",
+        )
         cdk.CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn)
         cdk.CfnOutput(
             self,

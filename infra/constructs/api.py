@@ -119,8 +119,9 @@ class ApiConstruct(Construct):
         layer: lambda_.ILayerVersion,
     ) -> None:
         super().__init__(scope, construct_id)
-        # Built from their specs; the registry must already hold the ingest queue and the cycle-close state
-        # machine (POST /v1/billing-runs starts a run, GET /v1/billing-runs/{id} reads it).
+        # Built from their specs; the registry must already hold the ingest queue, the cycle-close state
+        # machine (POST /v1/billing-runs starts a run, GET /v1/billing-runs/{id} reads it), the webhook
+        # secrets key (secrets are sealed, never opened, here) and the webhook queue (replays).
         self.authorizer_function = BillingFunction(
             self, "Authorizer", spec=resources.AUTHORIZER_FUNCTION, layer=layer, registry=registry
         )

@@ -10,6 +10,8 @@ function from the same spec, so the two cannot drift.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -47,7 +49,10 @@ class BillingFunction(Construct):
         spec: FunctionSpec,
         layer: lambda_.ILayerVersion,
         registry: ResourceRegistry,
+        unscoped_actions: Mapping[str, str] | None = None,
     ) -> None:
+        """`unscoped_actions`: {action: what adds it} of actions beyond X-Ray's that its triggers grant on
+        Resource '*' because they have no resource-level permissions (a stream's dynamodb:ListStreams)."""
         super().__init__(scope, construct_id)
         self.spec = spec
         self.role = self._build_role(spec.description)
@@ -72,7 +77,7 @@ class BillingFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
         )
         grant_function_access(self.role, spec.access, registry)
-        self._acknowledge_platform_findings()
+        self._acknowledge_platform_findings(unscoped_actions or {})
 
     def _build_role(self, description: str) -> iam.Role:
         # Our own role instead of AWSLambdaBasicExecutionRole: logs are granted on this function's log
@@ -94,13 +99,17 @@ class BillingFunction(Construct):
         log_group.grant_write(self.role)
         return log_group
 
-    def _acknowledge_platform_findings(self) -> None:
-        cdk.Validations.of(self.role).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="Only xray:PutTraceSegments and xray:PutTelemetryRecords (added by active tracing) "
-                "use Resource '*': X-Ray has no resource-level permissions for them.",
+    def _acknowledge_platform_findings(self, unscoped_actions: Mapping[str, str]) -> None:
+        tracing = "xray:PutTraceSegments and xray:PutTelemetryRecords (added by active tracing)"
+        if unscoped_actions:
+            others = " and ".join(f"{action} ({why})" for action, why in unscoped_actions.items())
+            star = (
+                f"Only {tracing} and {others} use Resource '*': none of them has resource-level permissions."
             )
+        else:
+            star = f"Only {tracing} use Resource '*': X-Ray has no resource-level permissions for them."
+        cdk.Validations.of(self.role).acknowledge(
+            cdk.Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason=star)
         )
         pinned_runtime = (
             "Pinned to python3.13 on purpose: the shared layer's binary wheels (pydantic_core) are built "
@@ -112,7 +121,9 @@ class BillingFunction(Construct):
             cdk.Acknowledgment(
                 id="Serverless-LambdaDLQ",
                 reason="No function here is invoked asynchronously (API Gateway and the authorizer invoke "
-                "synchronously; the consumer is polled from SQS, whose redrive policy dead-letters), so a "
-                "Lambda dead-letter target would never receive anything.",
+                "synchronously, Step Functions the cycle-close function; the consumer and the webhook sender "
+                "are polled from SQS, whose redrive policy dead-letters; the outbox dispatcher from the "
+                "table's stream, whose mapping sends failed batches to its on-failure queue), so a Lambda "
+                "dead-letter target would never receive anything.",
             ),
         )

@@ -1,5 +1,5 @@
-"""Alarms on what must never happen silently (poison events, consumer errors, API 5xx, failed billing runs)
-and a dashboard."""
+"""Alarms on what must never happen silently (poison events, consumer errors, API 5xx, failed billing runs,
+undelivered webhooks, a stalled outbox) and a dashboard."""
 
 from __future__ import annotations
 
@@ -16,9 +16,13 @@ from infra.config import DeploymentConfig
 from infra.constructs.api import ApiConstruct
 from infra.constructs.cycle_close import CycleCloseConstruct
 from infra.constructs.ingest import IngestConstruct
+from infra.constructs.webhooks import WebhooksConstruct
 
 # A consumer that lags this far behind is failing or throttled, long before the queue's retention.
 MAX_INGEST_AGE = cdk.Duration.minutes(15)
+# A dispatcher this far behind the billing table's stream is failing (retrying a batch) or throttled; the
+# stream keeps records 24 h, so webhooks are late long before any outbox event could be lost.
+MAX_OUTBOX_ITERATOR_AGE = cdk.Duration.minutes(5)
 
 
 class ObservabilityConstruct(Construct):
@@ -32,6 +36,7 @@ class ObservabilityConstruct(Construct):
         ingest: IngestConstruct,
         api: ApiConstruct,
         cycle_close: CycleCloseConstruct,
+        webhooks: WebhooksConstruct,
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = self._build_topic(key, config.alarm_email)
@@ -72,8 +77,9 @@ class ObservabilityConstruct(Construct):
                 api.authorizer_function.function.metric_errors(period=cdk.Duration.minutes(5)),
             ),
             *self._cycle_close_alarms(cycle_close),
+            *self._webhook_alarms(webhooks),
         ]
-        self.dashboard = self._build_dashboard(ingest, api, cycle_close)
+        self.dashboard = self._build_dashboard(ingest, api, cycle_close, webhooks)
 
     def _cycle_close_alarms(self, cycle_close: CycleCloseConstruct) -> list[cloudwatch.Alarm]:
         five_minutes = cdk.Duration.minutes(5)
@@ -103,6 +109,54 @@ class ObservabilityConstruct(Construct):
                 cycle_close.dead_letter_queue.metric_approximate_number_of_messages_visible(
                     period=cdk.Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
                 ),
+            ),
+        ]
+
+    def _webhook_alarms(self, webhooks: WebhooksConstruct) -> list[cloudwatch.Alarm]:
+        one_minute, five_minutes = cdk.Duration.minutes(1), cdk.Duration.minutes(5)
+        return [
+            self._build_alarm(
+                "WebhookDeadLetterQueueNotEmpty",
+                "Webhook queue messages (lane kicks, retry timers, replays) failed every receive and were "
+                "dead-lettered: their lanes may be stalled. Inspect them and redrive.",
+                webhooks.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=one_minute, statistic=cloudwatch.Stats.MAXIMUM
+                ),
+            ),
+            self._build_alarm(
+                "OutboxDispatchFailed",
+                "Billing-table stream batches failed the outbox dispatcher after every retry: their outbox "
+                "events have no webhook deliveries yet. Replay them from the failures queue's descriptions.",
+                webhooks.failures_queue.metric_approximate_number_of_messages_visible(
+                    period=one_minute, statistic=cloudwatch.Stats.MAXIMUM
+                ),
+            ),
+            self._build_alarm(
+                "WebhookDeliveriesDeadLettered",
+                "Webhook deliveries exhausted their retries and were dead-lettered: the customers' endpoints "
+                "did not accept them. They can be replayed through the API.",
+                webhooks.metric_deliveries_dead_lettered(),
+            ),
+            self._build_alarm(
+                "OutboxDispatcherIteratorAge",
+                "The outbox dispatcher is behind the billing table's stream: it is failing (retrying a "
+                "batch) or throttled, and webhooks are late.",
+                webhooks.dispatcher.function.metric(
+                    "IteratorAge", period=five_minutes, statistic=cloudwatch.Stats.MAXIMUM
+                ),
+                # IteratorAge is in milliseconds.
+                threshold=MAX_OUTBOX_ITERATOR_AGE.to_milliseconds(),
+            ),
+            self._build_alarm(
+                "OutboxDispatcherErrors",
+                "The outbox dispatcher failed invocations (batches are bisected and retried, then described "
+                "on the outbox failures queue).",
+                webhooks.dispatcher.function.metric_errors(period=five_minutes),
+            ),
+            self._build_alarm(
+                "WebhookSenderErrors",
+                "The webhook sender failed invocations (its messages are redelivered, then dead-lettered).",
+                webhooks.sender.function.metric_errors(period=five_minutes),
             ),
         ]
 
@@ -142,7 +196,11 @@ class ObservabilityConstruct(Construct):
         return alarm
 
     def _build_dashboard(
-        self, ingest: IngestConstruct, api: ApiConstruct, cycle_close: CycleCloseConstruct
+        self,
+        ingest: IngestConstruct,
+        api: ApiConstruct,
+        cycle_close: CycleCloseConstruct,
+        webhooks: WebhooksConstruct,
     ) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=cdk.Duration.hours(6))
         five_minutes = cdk.Duration.minutes(5)
@@ -203,6 +261,38 @@ class ObservabilityConstruct(Construct):
                     cycle_close.function.function.metric_throttles(period=five_minutes),
                 ],
                 right=[cycle_close.function.function.metric_duration(period=five_minutes, statistic="p99")],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Outbox dispatcher",
+                left=[
+                    webhooks.dispatcher.function.metric_invocations(period=five_minutes),
+                    webhooks.dispatcher.function.metric_errors(period=five_minutes),
+                    webhooks.failures_queue.metric_approximate_number_of_messages_visible(
+                        period=five_minutes
+                    ),
+                ],
+                right=[
+                    webhooks.dispatcher.function.metric(
+                        "IteratorAge", period=five_minutes, statistic=cloudwatch.Stats.MAXIMUM
+                    )
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Webhook sender",
+                left=[
+                    webhooks.sender.function.metric_invocations(period=five_minutes),
+                    webhooks.sender.function.metric_errors(period=five_minutes),
+                    webhooks.metric_deliveries_dead_lettered(),
+                    webhooks.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        period=five_minutes
+                    ),
+                ],
+                right=[
+                    webhooks.queue.metric_approximate_number_of_messages_visible(period=five_minutes),
+                    webhooks.sender.function.metric_duration(period=five_minutes, statistic="p99"),
+                ],
                 width=12,
             ),
         )

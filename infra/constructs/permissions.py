@@ -10,13 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import aws_cdk as cdk
+import jsii
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 
-from billing.resources import Access, QueueAccess, StateMachineAccess, StateMachineSpec, TableAccess
+from billing.resources import (
+    Access,
+    KeyAccess,
+    QueueAccess,
+    StateMachineAccess,
+    StateMachineSpec,
+    TableAccess,
+)
 from infra.constructs.registry import ResourceRegistry
 
 KEY_READ = ("kms:Decrypt", "kms:DescribeKey")
@@ -37,10 +46,13 @@ def grant_function_access(role: iam.Role, accesses: Iterable[Access], registry: 
             grant_table(role, registry.table(access.table), access)
         elif isinstance(access, QueueAccess):
             grant_queue(role, registry.queue(access.queue), access)
+        elif isinstance(access, KeyAccess):
+            grant_key_access(role, registry.key_for(access.key), access)
         else:
             grant_state_machine(role, registry.state_machine(access.state_machine), access)
-    # Tables and queues are encrypted with the data key; the state machine is not.
-    encrypted = [access for access in accesses if not isinstance(access, StateMachineAccess)]
+    # Tables and queues are encrypted with the data key; state machines are not, and a key of its own
+    # (`KeyAccess`) is granted exactly as declared, never with the data key.
+    encrypted = [access for access in accesses if isinstance(access, TableAccess | QueueAccess)]
     if encrypted:
         grant_key(role, registry.key, write=any(_writes(access) for access in encrypted))
 
@@ -94,6 +106,25 @@ def grant_state_machine(role: iam.Role, state_machine: sfn.StateMachine, access:
         )
 
 
+def grant_key_access(grantee: iam.IGrantable, key: kms.IKey, access: KeyAccess) -> None:
+    """Exactly the declared actions (kms:Encrypt, kms:Decrypt) on that key: sealing never implies opening.
+
+    When the key's spec names its encryption context, the grant requires exactly those context keys: a
+    call without the context (or with another) is refused by IAM, not only by the ciphertext.
+    """
+    conditions = None
+    if access.key.context_keys:
+        conditions = {
+            "ForAllValues:StringEquals": {"kms:EncryptionContextKeys": list(access.key.context_keys)},
+            "Null": {"kms:EncryptionContextKeys": "false"},
+        }
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=sorted(set(access.actions)), resources=[key.key_arn], conditions=conditions
+        )
+    )
+
+
 def grant_key(grantee: iam.IGrantable, key: kms.IKey, *, write: bool) -> None:
     """Use of the data key: decrypt only, or decrypt and encrypt (for writers)."""
     grantee.grant_principal.add_to_principal_policy(
@@ -106,6 +137,27 @@ def grant_send(grantee: iam.IGrantable, queue: sqs.IQueue) -> None:
     grantee.grant_principal.add_to_principal_policy(
         iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn])
     )
+
+
+@jsii.implements(lambda_.IEventSourceDlq)
+class SqsOnFailure:
+    """An event source mapping's on-failure destination on an SQS queue, granted action by action.
+
+    CDK's `SqsDlq` binds with the queue's `grant_send_messages` (GetQueueAttributes, GetQueueUrl and, for an
+    encrypted queue, `kms:ReEncrypt*` and `kms:GenerateDataKey*`); Lambda only sends the failed batch's
+    description, which needs `sqs:SendMessage` and the queue key's use for writing.
+    """
+
+    def __init__(self, queue: sqs.IQueue, key: kms.IKey) -> None:
+        self.queue = queue
+        self.key = key
+
+    def bind(
+        self, target: lambda_.IEventSourceMapping, target_handler: lambda_.IFunction
+    ) -> lambda_.DlqDestinationConfig:
+        grant_send(target_handler, self.queue)
+        grant_key(target_handler, self.key, write=True)
+        return lambda_.DlqDestinationConfig(destination=self.queue.queue_arn)
 
 
 def execution_arn(state_machine: sfn.StateMachine, separator: str = ":") -> str:

@@ -234,7 +234,7 @@ class Services:
     @cached_property
     def webhook_secrets(self) -> KmsSecretBox:
         return KmsSecretBox(
-            self.settings.require("webhook_secrets_key_id"), boto3.client("kms", config=_BOTO_CONFIG)
+            self.settings.require("webhook_secrets_key_arn"), boto3.client("kms", config=_BOTO_CONFIG)
         )
 
     @cached_property

@@ -166,18 +166,26 @@ class KeySpec:
 
     logical_id: str
     env_var: str
-    alias: str  # alias/<name>, in AWS and locally
+    alias_suffix: str  # its alias is alias/<stack name, or billing-local>-<suffix>
     description: str
+    # The encryption context every use of the key carries (its keys); grants may require exactly these.
+    context_keys: tuple[str, ...] = ()
+
+    def alias(self, prefix: str) -> str:
+        return f"alias/{prefix}-{self.alias_suffix}"
 
 
 # Webhook signing secrets, sealed with an encryption context naming tenant and endpoint. A key of their
 # own: the functions that read the table never get to open them (only the sender decrypts).
 WEBHOOK_SECRETS_KEY = KeySpec(
     logical_id="WebhookSecretsKey",
-    env_var="WEBHOOK_SECRETS_KEY_ID",
-    alias="alias/usage-billing-webhook-secrets",
+    env_var="WEBHOOK_SECRETS_KEY_ARN",
+    alias_suffix="webhook-secrets",
     description="usage-billing: webhook signing secrets",
+    context_keys=("tenant_id", "endpoint_id"),
 )
+# Counted by the sender when a delivery is dead-lettered; an alarm watches it.
+WEBHOOK_DEAD_LETTERED_METRIC = "WebhookDeliveriesDeadLettered"
 KEYS: tuple[KeySpec, ...] = (WEBHOOK_SECRETS_KEY,)
 
 CONSUMER_TIMEOUT_SECONDS = 60

@@ -25,7 +25,7 @@ ENV_VARS: Mapping[str, str] = {
     "ingest_queue_url": resources.INGEST_QUEUE.env_var,
     "ingest_dlq_url": resources.INGEST_DLQ.env_var,
     "webhook_queue_url": resources.WEBHOOK_QUEUE.env_var,
-    "webhook_secrets_key_id": resources.WEBHOOK_SECRETS_KEY.env_var,
+    "webhook_secrets_key_arn": resources.WEBHOOK_SECRETS_KEY.env_var,
     "webhook_retry_schedule": "BILLING_WEBHOOK_RETRY_SCHEDULE",
     "webhook_allow_loopback": "BILLING_WEBHOOK_ALLOW_LOOPBACK",
     "event_shards": "EVENT_SHARDS",
@@ -54,7 +54,7 @@ ResourceName = Literal[
     "ingest_queue_url",
     "ingest_dlq_url",
     "webhook_queue_url",
-    "webhook_secrets_key_id",
+    "webhook_secrets_key_arn",
 ]
 
 
@@ -72,7 +72,7 @@ class Settings(BaseModel):
     ingest_queue_url: str | None = Field(default=None, min_length=1)
     ingest_dlq_url: str | None = Field(default=None, min_length=1)
     webhook_queue_url: str | None = Field(default=None, min_length=1)
-    webhook_secrets_key_id: str | None = Field(default=None, min_length=1)
+    webhook_secrets_key_arn: str | None = Field(default=None, min_length=1)
     # Write shards per (tenant, customer) partition. Changing it for live data needs a migration:
     # an event's shard is derived from its id, and reads query every shard up to this number.
     event_shards: int = Field(default=8, ge=1, le=64)

@@ -22,3 +22,11 @@ class Synthesized:
 
     def resource(self, logical_id: str) -> dict[str, Any]:
         return self.template["Resources"][logical_id]
+
+    def data_key_id(self) -> str:
+        """The data key's logical id: the one KMS key of the stack that is not a key of its own
+        (`billing.resources.KEYS`, which keep their specs' logical ids)."""
+        from billing import resources
+
+        (key_id,) = set(self.resources("AWS::KMS::Key")) - {spec.logical_id for spec in resources.KEYS}
+        return key_id

@@ -126,7 +126,7 @@ def test_each_table_is_on_demand_recoverable_encrypted_with_the_data_key_and_ret
 ) -> None:
     table = synthesized.resource(spec.logical_id)
     properties = table["Properties"]
-    (key_id,) = synthesized.resources("AWS::KMS::Key")
+    key_id = synthesized.data_key_id()
 
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -139,8 +139,15 @@ def test_each_table_is_on_demand_recoverable_encrypted_with_the_data_key_and_ret
     assert table["UpdateReplacePolicy"] == "Retain"
 
 
+def test_the_stack_has_the_data_key_and_exactly_the_keys_of_the_specs(synthesized: Synthesized) -> None:
+    assert set(synthesized.resources("AWS::KMS::Key")) == {
+        synthesized.data_key_id(),
+        *(spec.logical_id for spec in resources.KEYS),
+    }
+
+
 def test_the_data_key_rotates_and_outlives_the_stack(synthesized: Synthesized) -> None:
-    (key,) = synthesized.resources("AWS::KMS::Key").values()
+    key = synthesized.resource(synthesized.data_key_id())
 
     assert key["Properties"]["EnableKeyRotation"] is True
     assert key["DeletionPolicy"] == "Retain"
@@ -154,7 +161,7 @@ def test_each_queue_has_the_timeouts_redrive_and_encryption_of_its_spec(
     synthesized: Synthesized, spec: QueueSpec
 ) -> None:
     properties = synthesized.resource(spec.logical_id)["Properties"]
-    (key_id,) = synthesized.resources("AWS::KMS::Key")
+    key_id = synthesized.data_key_id()
 
     assert properties["VisibilityTimeout"] == spec.visibility_timeout_seconds
     assert properties["MessageRetentionPeriod"] == spec.retention_seconds
@@ -205,12 +212,15 @@ def test_the_consumer_reads_the_ingest_queue_in_spec_batches_and_reports_item_fa
 # --- functions ----------------------------------------------------------------------------------------
 
 
-def test_there_are_four_functions_each_with_its_own_role(synthesized: Synthesized) -> None:
+def test_there_is_one_function_per_spec_each_with_its_own_role(synthesized: Synthesized) -> None:
     functions = synthesized.resources("AWS::Lambda::Function").values()
     roles = [fn["Properties"]["Role"]["Fn::GetAtt"][0] for fn in functions]
 
-    assert len(roles) == 4
-    assert len(set(roles)) == 4
+    assert len(resources.FUNCTIONS) == 6
+    assert sorted(fn["Properties"]["Description"] for fn in functions) == sorted(
+        spec.description for spec in resources.FUNCTIONS
+    )
+    assert len(set(roles)) == len(roles) == len(resources.FUNCTIONS)
 
 
 def test_every_function_runs_python_3_13_traced_with_the_layer_and_its_own_log_group(
@@ -252,7 +262,7 @@ def test_no_statement_grants_all_actions_of_a_service_or_any_wildcard_action(
             assert "*" not in action, (logical_id, action)
 
 
-def test_only_xray_and_state_machine_log_delivery_statements_use_resource_star(
+def test_only_xray_state_machine_log_delivery_and_stream_listing_statements_use_resource_star(
     synthesized: Synthesized,
 ) -> None:
     state_machine_policies = {
@@ -260,11 +270,24 @@ def test_only_xray_and_state_machine_log_delivery_statements_use_resource_star(
         for logical_id, policy in synthesized.resources("AWS::IAM::Policy").items()
         if logical_id.startswith("CycleCloseStateMachineRole")
     }
+    # The stream event source adds dynamodb:ListStreams, which has no resource-level permissions.
+    dispatcher_policies = {
+        logical_id
+        for logical_id, policy in synthesized.resources("AWS::IAM::Policy").items()
+        if logical_id.startswith("WebhooksDispatcherRole")
+    }
     assert state_machine_policies
+    assert dispatcher_policies
 
     for logical_id, statement in _statements(synthesized):
         if "*" in _as_list(statement["Resource"]):
-            allowed = STATE_MACHINE_STAR_ACTIONS if logical_id in state_machine_policies else XRAY_ACTIONS
+            allowed = (
+                STATE_MACHINE_STAR_ACTIONS
+                if logical_id in state_machine_policies
+                else XRAY_ACTIONS | {"dynamodb:ListStreams"}
+                if logical_id in dispatcher_policies
+                else XRAY_ACTIONS
+            )
             assert set(_as_list(statement["Action"])) <= allowed, (logical_id, statement)
 
 
@@ -283,11 +306,19 @@ def test_only_the_api_gateway_logging_role_uses_a_managed_policy(synthesized: Sy
 def test_the_consumer_may_only_put_events_read_customers_and_dead_letter(synthesized: Synthesized) -> None:
     grants = _role_grants(synthesized, "IngestConsumer")
 
-    dynamodb = {action: grants[action] for action in grants if action.startswith("dynamodb:")}
+    events, billing = (
+        {"Fn::GetAtt": [spec.logical_id, "Arn"]} for spec in (resources.EVENTS_TABLE, resources.BILLING_TABLE)
+    )
+    dynamodb = {
+        action: sorted(map(json.dumps, grants[action])) for action in grants if action.startswith("dynamodb:")
+    }
     assert dynamodb == {
-        "dynamodb:PutItem": [{"Fn::GetAtt": [resources.EVENTS_TABLE.logical_id, "Arn"]}],
-        # The customers of a batch, to count their unbilled events.
-        "dynamodb:GetItem": [{"Fn::GetAtt": [resources.BILLING_TABLE.logical_id, "Arn"]}],
+        "dynamodb:PutItem": sorted(map(json.dumps, [events, billing])),
+        # The customers of a batch, to count their unbilled events; the event's id claim and the outbox
+        # head are written with it in one transaction.
+        "dynamodb:GetItem": [json.dumps(billing)],
+        "dynamodb:ConditionCheckItem": [json.dumps(billing)],
+        "dynamodb:UpdateItem": [json.dumps(billing)],
     }
     assert grants["sqs:SendMessage"] == [{"Fn::GetAtt": [resources.INGEST_DLQ.logical_id, "Arn"]}]
     assert {"kms:Decrypt", "kms:GenerateDataKey"} <= set(grants)
@@ -330,7 +361,10 @@ def test_the_api_function_gets_exactly_its_table_and_queue_permissions(synthesiz
     assert tables_for("dynamodb:UpdateItem") == {billing, idempotency}
     assert tables_for("dynamodb:ConditionCheckItem") == {billing}
     assert tables_for("dynamodb:DeleteItem") == {idempotency}
-    assert grants["sqs:SendMessage"] == [{"Fn::GetAtt": [resources.INGEST_QUEUE.logical_id, "Arn"]}]
+    assert sorted(map(json.dumps, grants["sqs:SendMessage"])) == sorted(
+        json.dumps({"Fn::GetAtt": [spec.logical_id, "Arn"]})
+        for spec in (resources.INGEST_QUEUE, resources.WEBHOOK_QUEUE)
+    )
 
 
 # --- api ----------------------------------------------------------------------------------------------
@@ -507,7 +541,7 @@ def test_consumer_errors_and_api_5xx_raise_alarms(synthesized: Synthesized) -> N
 
 def test_the_alarm_topic_is_encrypted_and_refuses_requests_without_tls(synthesized: Synthesized) -> None:
     (topic,) = synthesized.resources("AWS::SNS::Topic").values()
-    (key_id,) = synthesized.resources("AWS::KMS::Key")
+    key_id = synthesized.data_key_id()
     (policy,) = synthesized.resources("AWS::SNS::TopicPolicy").values()
 
     assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
@@ -528,6 +562,22 @@ def test_the_stack_outputs_the_api_url_usage_plan_and_table_names(synthesized: S
     assert "execute-api" in json.dumps(outputs["ApiUrl"]["Value"])
     for spec in resources.TABLES:
         assert outputs[f"{spec.logical_id}Name"]["Value"] == {"Ref": spec.logical_id}
+
+
+def test_the_stack_has_exactly_its_outputs(synthesized: Synthesized) -> None:
+    assert set(synthesized.template["Outputs"]) == {
+        "ApiUrl",
+        "UsagePlanId",
+        *(f"{spec.logical_id}Name" for spec in resources.TABLES),
+        "IngestQueueUrl",
+        "IngestDeadLetterQueueUrl",
+        "WebhookQueueUrl",
+        "WebhookDeadLetterQueueUrl",
+        "OutboxDispatchFailuresQueueUrl",
+        "WebhookSecretsKeyArn",
+        "AlarmTopicArn",
+        "CycleCloseStateMachineArn",
+    }
 
 
 def test_cdk_nag_reports_no_unacknowledged_finding(synthesized: Synthesized) -> None:

@@ -144,7 +144,7 @@ def test_the_state_machine_is_standard_traced_and_logs_all_without_execution_dat
     synthesized: Synthesized,
 ) -> None:
     properties = _state_machine(synthesized)
-    (key_id,) = synthesized.resources("AWS::KMS::Key")
+    key_id = synthesized.data_key_id()
     (destination,) = properties["LoggingConfiguration"]["Destinations"]
     log_group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
     log_group = synthesized.resource(log_group_id)["Properties"]
@@ -165,7 +165,7 @@ def test_the_state_machine_is_standard_traced_and_logs_all_without_execution_dat
 def test_cloudwatch_logs_may_use_the_data_key_for_the_execution_log_group_only(
     synthesized: Synthesized,
 ) -> None:
-    (key,) = synthesized.resources("AWS::KMS::Key").values()
+    key = synthesized.resource(synthesized.data_key_id())
     statements = key["Properties"]["KeyPolicy"]["Statement"]
     (logs,) = (s for s in statements if "logs." in json.dumps(s.get("Principal", {})))
     (log_group,) = (
@@ -327,7 +327,7 @@ def test_the_scheduler_role_may_only_start_this_state_machine_and_dead_letter(
 def test_the_schedule_dead_letter_queue_is_encrypted_and_refuses_requests_without_tls(
     synthesized: Synthesized,
 ) -> None:
-    (key_id,) = synthesized.resources("AWS::KMS::Key")
+    key_id = synthesized.data_key_id()
     (queue_id, queue) = next(
         (logical_id, queue)
         for logical_id, queue in synthesized.resources("AWS::SQS::Queue").items()

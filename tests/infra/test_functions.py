@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from billing import resources
-from billing.resources import FunctionSpec, QueueAccess, StateMachineAccess, TableAccess
+from billing.resources import Access, FunctionSpec, KeyAccess, QueueAccess, StateMachineAccess, TableAccess
 from infra.config import FUNCTIONS_DIR
 from tests.infra.support import Synthesized
 
@@ -60,6 +60,21 @@ def _arn(logical_id: str) -> dict[str, Any]:
     return {"Fn::GetAtt": [logical_id, "Arn"]}
 
 
+# What a function's trigger adds beyond its spec (data-plane actions only: the event source mapping reads
+# the table's stream and sends failed batches' descriptions to its on-failure queue).
+TRIGGER_GRANTS: dict[str, dict[str, set[str]]] = {
+    resources.OUTBOX_DISPATCHER_FUNCTION.name: {
+        **{
+            action: {json.dumps({"Fn::GetAtt": [resources.BILLING_TABLE.logical_id, "StreamArn"]})}
+            for action in ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
+        },
+        # ListStreams has no resource-level permissions.
+        "dynamodb:ListStreams": {json.dumps("*")},
+        "sqs:SendMessage": {json.dumps(_arn(resources.OUTBOX_FAILURES_QUEUE.logical_id))},
+    },
+}
+
+
 def _declared_grants(spec: FunctionSpec) -> dict[str, set[str]]:
     """{action: resources (as JSON)} the spec's access declarations mean, as the template writes them."""
     declared: dict[str, set[str]] = {}
@@ -77,6 +92,9 @@ def _declared_grants(spec: FunctionSpec) -> dict[str, set[str]]:
         elif isinstance(access, QueueAccess):
             for action in access.actions:
                 add(action, _arn(access.queue.logical_id))
+        elif isinstance(access, KeyAccess):
+            for key_action in access.actions:
+                add(key_action, _arn(access.key.logical_id))
         elif isinstance(access, StateMachineAccess):
             machine = access.state_machine.logical_id
             executions = {
@@ -134,26 +152,24 @@ def test_each_function_gets_exactly_the_environment_of_its_spec(
     _, fn = _function(synthesized, spec)
     variables = fn["Properties"]["Environment"]["Variables"]
 
-    # A table's Ref is its name, a queue's its URL, a state machine's its ARN.
     expected: dict[str, Any] = {
         **POWERTOOLS,
-        **{access.env_var: {"Ref": logical_id} for access, logical_id in _resource_ids(spec)},
+        **{access.env_var: _env_value(access) for access in spec.access},
         **{name: value for name, value in DEPLOYMENT_SETTINGS.items() if name in spec.settings},
     }
     assert variables == expected
     assert set(variables) - set(POWERTOOLS) <= set(spec.env_vars)
 
 
-def _resource_ids(spec: FunctionSpec) -> list[tuple[TableAccess | QueueAccess | StateMachineAccess, str]]:
-    found = []
-    for access in spec.access:
-        if isinstance(access, TableAccess):
-            found.append((access, access.table.logical_id))
-        elif isinstance(access, QueueAccess):
-            found.append((access, access.queue.logical_id))
-        else:
-            found.append((access, access.state_machine.logical_id))
-    return found
+def _env_value(access: Access) -> dict[str, Any]:
+    """A table's Ref is its name, a queue's its URL, a state machine's its ARN; a key's ARN is GetAtt."""
+    if isinstance(access, TableAccess):
+        return {"Ref": access.table.logical_id}
+    if isinstance(access, QueueAccess):
+        return {"Ref": access.queue.logical_id}
+    if isinstance(access, KeyAccess):
+        return _arn(access.key.logical_id)
+    return {"Ref": access.state_machine.logical_id}
 
 
 def test_the_authorizer_gets_the_billing_table_and_nothing_else_of_the_system(
@@ -172,6 +188,8 @@ def test_the_authorizer_gets_the_billing_table_and_nothing_else_of_the_system(
         resources.INGEST_QUEUE,
         resources.INGEST_DLQ,
         resources.CYCLE_CLOSE_STATE_MACHINE,
+        resources.WEBHOOK_QUEUE,
+        resources.WEBHOOK_SECRETS_KEY,
     ):
         assert absent.env_var not in variables
 
@@ -206,11 +224,17 @@ def test_each_function_may_do_exactly_what_its_spec_declares(
     synthesized: Synthesized, spec: FunctionSpec
 ) -> None:
     grants = _grants(synthesized, spec)
+    expected = _declared_grants(spec)
+    for action, found in TRIGGER_GRANTS.get(spec.name, {}).items():
+        expected[action] = expected.get(action, set()) | found
 
     def data_plane(action: str) -> bool:
         return action.startswith(("dynamodb:", "states:", "sns:", "s3:")) or action == "sqs:SendMessage"
 
-    assert {action: found for action, found in grants.items() if data_plane(action)} == _declared_grants(spec)
+    # Keys (the data key, the keys of their own) are checked by the key tests below.
+    assert {action: found for action, found in grants.items() if data_plane(action)} == {
+        action: found for action, found in expected.items() if data_plane(action)
+    }
 
 
 @SPECS
@@ -218,12 +242,30 @@ def test_only_functions_that_write_may_encrypt_with_the_data_key(
     synthesized: Synthesized, spec: FunctionSpec
 ) -> None:
     grants = _grants(synthesized, spec)
-    (key_id,) = synthesized.resources("AWS::KMS::Key")
+    data_key = json.dumps(_arn(synthesized.data_key_id()))
+    on_data_key = {action for action, found in grants.items() if data_key in found}
     readers = {resources.AUTHORIZER_FUNCTION.name}
 
-    assert grants["kms:Decrypt"] == {json.dumps(_arn(key_id))}
-    assert ("kms:Encrypt" in grants) is (spec.name not in readers)
-    assert ("kms:GenerateDataKey" in grants) is (spec.name not in readers)
+    assert "kms:Decrypt" in on_data_key
+    assert ("kms:Encrypt" in on_data_key) is (spec.name not in readers)
+    assert ("kms:GenerateDataKey" in on_data_key) is (spec.name not in readers)
+
+
+@SPECS
+def test_each_function_may_use_the_keys_of_its_own_exactly_as_its_spec_declares(
+    synthesized: Synthesized, spec: FunctionSpec
+) -> None:
+    grants = _grants(synthesized, spec)
+
+    for key in resources.KEYS:
+        arn = json.dumps(_arn(key.logical_id))
+        declared = {
+            action
+            for access in spec.access
+            if isinstance(access, KeyAccess) and access.key == key
+            for action in access.actions
+        }
+        assert {action for action, found in grants.items() if arn in found} == declared, key.logical_id
 
 
 def test_the_consumer_may_get_customers_from_the_billing_table_and_decrypt_them(

@@ -88,6 +88,9 @@ def create_queues(sqs: Any, specs: tuple[QueueSpec, ...] = resources.QUEUES) -> 
     return urls
 
 
+LOCAL_ALIAS_PREFIX = "billing-local"
+
+
 def create_keys(kms: Any, specs: tuple[KeySpec, ...] = resources.KEYS) -> dict[str, str]:
     """Create each KMS key under its alias unless the alias exists; returns {env var: key ARN}."""
     aliases = {
@@ -97,10 +100,11 @@ def create_keys(kms: Any, specs: tuple[KeySpec, ...] = resources.KEYS) -> dict[s
     }
     env: dict[str, str] = {}
     for spec in specs:
-        key_id = aliases.get(spec.alias)
+        alias = spec.alias(LOCAL_ALIAS_PREFIX)
+        key_id = aliases.get(alias)
         if key_id is None:
             key_id = kms.create_key(Description=spec.description)["KeyMetadata"]["KeyId"]
-            kms.create_alias(AliasName=spec.alias, TargetKeyId=key_id)
+            kms.create_alias(AliasName=alias, TargetKeyId=key_id)
         env[spec.env_var] = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
     return env
 

@@ -40,6 +40,7 @@ from billing.domain.webhooks.events import WebhookEvent
 from billing.domain.webhooks.messages import LaneKick, ReplayRequest, SenderMessage, queue_delay
 from billing.domain.webhooks.retries import RetrySchedule
 from billing.domain.webhooks.signing import webhook_headers
+from billing.resources import WEBHOOK_DEAD_LETTERED_METRIC
 from billing.runtime import logger, metrics
 
 # ---- ports -------------------------------------------------------------------------------------------
@@ -431,7 +432,7 @@ def _count(after: Delivery, outcome: AttemptOutcome, *, replay: bool = False) ->
     else:
         metrics.add_metric(name="WebhookAttemptsFailed", unit=MetricUnit.Count, value=1)
     if after.status is DeliveryStatus.FAILED:
-        metrics.add_metric(name="WebhookDeliveriesDeadLettered", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=WEBHOOK_DEAD_LETTERED_METRIC, unit=MetricUnit.Count, value=1)
         logger.warning(
             "webhook delivery dead-lettered",
             extra={"delivery_id": after.id, "endpoint_id": after.endpoint_id, "reason": describe(outcome)},
