@@ -39,6 +39,14 @@ def is_valid_id(value: Any) -> bool:
     return id_problem(value) is None
 
 
+def is_key_id(value: Any) -> bool:
+    """Whether `value` can name a stored object the system made itself (an invoice, a payment, a run, a
+    webhook endpoint or delivery): the id rule's characters and length, without the personal-data test.
+    Such ids are hex digests, and a run of their digits may pass the Luhn check: they must still be
+    found. (Ids a client chooses were held to the whole rule when they were stored.)"""
+    return isinstance(value, str) and bool(_PRINTABLE.fullmatch(value)) and not _FORBIDDEN.intersection(value)
+
+
 def shown_id(value: Any) -> str:
     """An id as a message may quote it: only when it is a valid id (a refused one may be a card number,
     an e-mail address or anything else a message must not echo)."""

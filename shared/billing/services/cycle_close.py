@@ -24,7 +24,7 @@ from billing.domain import canonical_json
 from billing.domain.billing_runs import BillingRun, DuePeriod, scheduled_run_id
 from billing.domain.catalog import CustomerProfile, SubscriptionRecord
 from billing.domain.errors import InvalidRequest, InvoiceAlreadyFinalized, NotFound
-from billing.domain.ids import is_valid_id, shown_id
+from billing.domain.ids import is_key_id, shown_id
 from billing.domain.invoicing import IssuedInvoice, tax_correction
 from billing.domain.ledger.accounts import AccountKind
 from billing.domain.ledger.chain import LedgerSnapshot
@@ -606,7 +606,7 @@ class BillingRuns:
 
     def get(self, tenant_id: str, run_id: str) -> BillingRun:
         # An id that cannot exist is not looked up (one too long for a key would be a DynamoDB error).
-        run = self._runs.get_run(tenant_id, run_id) if is_valid_id(run_id) else None
+        run = self._runs.get_run(tenant_id, run_id) if is_key_id(run_id) else None
         if run is None:
             raise NotFound(f"billing run {shown_id(run_id)} not found")
         if run.status == "running":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from billing.domain.errors import NotFound
-from billing.domain.ids import is_valid_id, shown_id
+from billing.domain.ids import is_key_id, is_valid_id, shown_id
 from billing.domain.invoicing import IssuedInvoice
 from billing.domain.pages import Page
 
@@ -23,7 +23,7 @@ class InvoiceService:
         self._invoices = invoices
 
     def get(self, tenant_id: str, invoice_id: str) -> IssuedInvoice:
-        invoice = self._invoices.get(tenant_id, invoice_id) if is_valid_id(invoice_id) else None
+        invoice = self._invoices.get(tenant_id, invoice_id) if is_key_id(invoice_id) else None
         if invoice is None:
             raise NotFound(f"invoice {shown_id(invoice_id)} not found", code="invoice_not_found")
         return invoice

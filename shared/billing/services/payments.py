@@ -17,7 +17,7 @@ from typing import Protocol
 
 from billing.domain import canonical_json
 from billing.domain.errors import Conflict, InvalidRequest, NotFound
-from billing.domain.ids import is_valid_id, shown_id
+from billing.domain.ids import is_key_id, shown_id
 from billing.domain.invoicing import IssuedInvoice, RecordedPayment
 from billing.domain.ledger.transactions import MAX_AMOUNT_MINOR, JournalTransaction
 from billing.domain.rating.money import Money, format_major
@@ -62,7 +62,7 @@ class PaymentService:
 
     def record(self, tenant_id: str, invoice_id: str, amount: Decimal, reference: str) -> PaymentOutcome:
         """Book `amount` (major units) against the invoice. Raises NotFound, Conflict, InvalidRequest."""
-        invoice = self._store.get(tenant_id, invoice_id) if is_valid_id(invoice_id) else None
+        invoice = self._store.get(tenant_id, invoice_id) if is_key_id(invoice_id) else None
         if invoice is None:
             raise NotFound(f"invoice {shown_id(invoice_id)} not found", code="invoice_not_found")
         currency = invoice.currency

@@ -366,6 +366,15 @@ class _Walk:
             return _Next.STOP
         if time_left_ms() < TIME_RESERVE_MS:
             return _Next.HAND_OVER
+        # Read the endpoint again right before sending: once a disable, a delete or a new URL is saved,
+        # nothing more goes out the old way.
+        current = self._store.get_endpoint(self._tenant, self._endpoint.id)
+        if current is None or current.disabled:
+            return _Next.STOP
+        self._endpoint = current
+        if delivery is None and not current.should_deliver(event):
+            self._cursor = event.sequence + 1  # its filter changed meanwhile: not this endpoint's any more
+            return _Next.GO_ON
         self._save_cursor()
         if delivery is None:
             fresh = Delivery.create(self._endpoint, event, now)

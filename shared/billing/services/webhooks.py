@@ -14,8 +14,8 @@ from typing import Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from billing.domain.errors import Conflict, InvalidRequest, NotFound, StaleRevision
-from billing.domain.ids import is_valid_id, shown_id
+from billing.domain.errors import Conflict, InvalidRequest, MalformedRequest, NotFound, StaleRevision
+from billing.domain.ids import is_key_id, shown_id
 from billing.domain.pages import Page
 from billing.domain.webhooks.addresses import EndpointUrl, UnsafeUrl
 from billing.domain.webhooks.deliveries import Delivery, DeliveryStatus
@@ -135,7 +135,7 @@ class WebhookEndpointService:
         return self._store.list_endpoints(tenant_id, limit, cursor)
 
     def get(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:
-        endpoint = self._store.get_endpoint(tenant_id, endpoint_id) if is_valid_id(endpoint_id) else None
+        endpoint = self._store.get_endpoint(tenant_id, endpoint_id) if is_key_id(endpoint_id) else None
         if endpoint is None:
             raise NotFound(f"webhook endpoint {shown_id(endpoint_id)} not found", code="endpoint_not_found")
         return endpoint
@@ -259,7 +259,7 @@ class WebhookDeliveryService:
         return Page(items, None)
 
     def get(self, tenant_id: str, delivery_id: str) -> Delivery:
-        delivery = self._store.get_delivery(tenant_id, delivery_id) if is_valid_id(delivery_id) else None
+        delivery = self._store.get_delivery(tenant_id, delivery_id) if is_key_id(delivery_id) else None
         if delivery is None:
             raise NotFound(f"webhook delivery {shown_id(delivery_id)} not found", code="delivery_not_found")
         return delivery
@@ -297,7 +297,7 @@ class WebhookDeliveryService:
         raise Conflict("the delivery kept changing meanwhile; retry", code="delivery_changed")
 
     def _endpoint(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:
-        endpoint = self._store.get_endpoint(tenant_id, endpoint_id) if is_valid_id(endpoint_id) else None
+        endpoint = self._store.get_endpoint(tenant_id, endpoint_id) if is_key_id(endpoint_id) else None
         if endpoint is None:
             raise NotFound(f"webhook endpoint {shown_id(endpoint_id)} not found", code="endpoint_not_found")
         return endpoint
@@ -312,7 +312,7 @@ def _split_cursor(cursor: str | None, endpoints: list[str]) -> tuple[int, str | 
         return 0, None
     endpoint_id, _, inner = cursor.partition("~")
     if endpoint_id not in endpoints:
-        raise InvalidRequest(
+        raise MalformedRequest(
             "cursor is not a cursor of this list; start again without it", code="invalid_cursor"
         )
     return endpoints.index(endpoint_id), inner or None

@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from billing.domain.errors import BillingError
-from billing.domain.ids import ID_RULE, id_problem
+from billing.domain.ids import ID_RULE, id_problem, is_key_id
 from billing.domain.numbers import storable_problem
 from billing.domain.rating.money import Currency
 from billing.domain.rating.periods import BillingPeriod, format_instant
@@ -95,6 +95,21 @@ Id = Annotated[
             "description": f"An id: {ID_RULE}; never a card number, an e-mail address or a phone number.",
         }
     ),
+]
+
+
+def _check_key_id(value: str) -> str:
+    if not is_key_id(value):
+        raise ValueError(f"must be {ID_RULE}")
+    return value
+
+
+# An id the system made (an endpoint, a delivery, an invoice): the rule's characters, no personal-data
+# test (a run of a hex digest's digits may pass the Luhn check; the id must still be usable).
+SystemId = Annotated[
+    str,
+    AfterValidator(_check_key_id),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 128, "pattern": '^[!"$&-.0->@-~]+$'}),
 ]
 
 

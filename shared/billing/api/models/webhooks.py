@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema
@@ -94,9 +95,12 @@ class WebhookEndpointOut(ResponseModel):
     )
 
     @classmethod
-    def of(cls, endpoint: WebhookEndpoint, **extra: Any) -> Any:
+    def of(cls, endpoint: WebhookEndpoint, now: datetime, **extra: Any) -> Any:
+        """The endpoint as of `now` (a previous secret whose overlap ended is not mentioned)."""
         current = endpoint.secrets[0]
-        previous = [secret.expires_at for secret in endpoint.secrets[1:] if secret.expires_at is not None]
+        previous = [
+            secret.expires_at for secret in endpoint.signing_secrets(now)[1:] if secret.expires_at is not None
+        ]
         return cls(
             id=endpoint.id,
             url=endpoint.url,

@@ -10,8 +10,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from billing.api.edge import answers, principal, requires, respond, services
-from billing.api.models.common import DEFAULT_PAGE_SIZE, Cursor, Id, Page, PageSize, PathId
+from billing.api.edge import answers, principal, received_at, requires, respond, services
+from billing.api.models.common import DEFAULT_PAGE_SIZE, Cursor, Id, Page, PageSize, PathId, SystemId
 from billing.api.models.webhooks import (
     DeliveryStatusName,
     WebhookDeliveryOut,
@@ -44,7 +44,10 @@ def create_endpoint(body: Annotated[WebhookEndpointIn, Body()]) -> Response[str]
     created = services(router).webhook_endpoints.create(
         principal(router).tenant_id, body.url, body.event_types, body.description
     )
-    return respond(HTTPStatus.CREATED, WebhookEndpointCreated.of(created.endpoint, secret=created.secret))
+    return respond(
+        HTTPStatus.CREATED,
+        WebhookEndpointCreated.of(created.endpoint, received_at(router), secret=created.secret),
+    )
 
 
 @router.get(
@@ -60,7 +63,7 @@ def list_endpoints(
     cursor: Annotated[Cursor | None, Query()] = None,
 ) -> Response[str]:
     page = services(router).webhook_endpoints.list(principal(router).tenant_id, limit, cursor)
-    data = [WebhookEndpointOut.of(endpoint) for endpoint in page.items]
+    data = [WebhookEndpointOut.of(endpoint, received_at(router)) for endpoint in page.items]
     return respond(HTTPStatus.OK, Page[WebhookEndpointOut](data=data, next_cursor=page.next_cursor))
 
 
@@ -74,7 +77,7 @@ def list_endpoints(
 )
 def get_endpoint(endpoint_id: PathId) -> Response[str]:
     endpoint = services(router).webhook_endpoints.get(principal(router).tenant_id, endpoint_id)
-    return respond(HTTPStatus.OK, WebhookEndpointOut.of(endpoint))
+    return respond(HTTPStatus.OK, WebhookEndpointOut.of(endpoint, received_at(router)))
 
 
 @router.patch(
@@ -97,7 +100,7 @@ def update_endpoint(endpoint_id: PathId, body: Annotated[WebhookEndpointPatchIn,
         url=body.url,
         description=body.description,
     )
-    return respond(HTTPStatus.OK, WebhookEndpointOut.of(endpoint))
+    return respond(HTTPStatus.OK, WebhookEndpointOut.of(endpoint, received_at(router)))
 
 
 @router.delete(
@@ -125,7 +128,9 @@ def delete_endpoint(endpoint_id: PathId) -> Response[str]:
 )
 def rotate_secret(endpoint_id: PathId) -> Response[str]:
     rotated = services(router).webhook_endpoints.rotate_secret(principal(router).tenant_id, endpoint_id)
-    return respond(HTTPStatus.OK, WebhookEndpointCreated.of(rotated.endpoint, secret=rotated.secret))
+    return respond(
+        HTTPStatus.OK, WebhookEndpointCreated.of(rotated.endpoint, received_at(router), secret=rotated.secret)
+    )
 
 
 @router.get(
@@ -138,7 +143,7 @@ def rotate_secret(endpoint_id: PathId) -> Response[str]:
     responses=answers(200, Page[WebhookDeliveryOut], 404),
 )
 def list_deliveries(
-    endpoint_id: Annotated[Id | None, Query(description="The endpoint")] = None,
+    endpoint_id: Annotated[SystemId | None, Query(description="The endpoint")] = None,
     status: Annotated[DeliveryStatusName | None, Query(description="Only deliveries in this state")] = None,
     limit: Annotated[PageSize, Query()] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[Cursor | None, Query()] = None,

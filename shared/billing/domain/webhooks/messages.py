@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from billing.domain.errors import InvalidEvent, PoisonMessage
-from billing.domain.ids import is_valid_id
+from billing.domain.ids import is_key_id
 from billing.domain.usage_events import format_timestamp, parse_timestamp
 
 MAX_QUEUE_DELAY_SECONDS = 900  # SQS DelaySeconds
@@ -69,7 +69,7 @@ def decode(body: str) -> SenderMessage:
         raise PoisonMessage("webhook queue message is not an object", code="schema_invalid")
     kind = message.get("kind")
     ids = ("tenant_id", "endpoint_id", "customer_id") if kind == "lane" else ("tenant_id", "delivery_id")
-    if kind not in ("lane", "replay") or not all(is_valid_id(message.get(name)) for name in ids):
+    if kind not in ("lane", "replay") or not all(is_key_id(message.get(name)) for name in ids):
         raise PoisonMessage("webhook queue message names no lane or delivery", code="schema_invalid")
     if kind == "replay":
         return ReplayRequest(message["tenant_id"], message["delivery_id"])
