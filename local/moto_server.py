@@ -44,6 +44,24 @@ class LocalMoto:
             self._started = False
 
 
+def forget_shard_iterator(iterator: str) -> None:
+    """Drop a used DynamoDB Streams shard iterator from moto's backend (in this process).
+
+    moto keeps every iterator it hands out (each GetRecords makes one) and never expires them; the local
+    stream pump, which polls a few times a second, passes this so that moto's memory does not grow with
+    every poll. In AWS an iterator expires 15 minutes after it was issued. The iterator is
+    `<stream ARN>|1|<id>`, the stream ARN naming the region and account of the backend holding it.
+    """
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    parts = iterator.split(":", 5)
+    if len(parts) < 6:
+        return
+    region, account = parts[3], parts[4]
+    if account in dynamodbstreams_backends and region in dynamodbstreams_backends[account]:
+        dynamodbstreams_backends[account][region].shard_iterators.pop(iterator, None)
+
+
 def aws_environment(endpoint_url: str, region: str = REGION) -> dict[str, str]:
     """The variables that point boto3, the AWS CLI and `billing-admin` at moto."""
     return {

@@ -3,7 +3,12 @@
 Differences from AWS, on purpose: a failed message becomes visible again after `retry_delay_seconds`
 (ChangeMessageVisibility) instead of after the queue's visibility timeout (6 minutes for the ingest
 queue), so local retries take seconds. Redrive to the dead-letter queue is the queue's own RedrivePolicy,
-which moto applies on receive exactly as SQS does (after `maxReceiveCount` receives).
+which moto applies on receive exactly as SQS does (after `maxReceiveCount` receives). Delayed messages
+(`DelaySeconds`, the webhook sender's retry timers) are received once moto makes them visible.
+
+`pollers` threads poll the queue side by side, each with one batch in flight (Lambda scales its SQS
+pollers the same way): a slow batch (a webhook receiver taking 15 s) does not hold up the rest of the
+queue. Give the function at least that many environments.
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ class SqsPump:
         wait_seconds: int = 1,
         region: str = "us-east-1",
         name: str = "ingest",
+        pollers: int = 1,
     ) -> None:
         self._sqs = sqs
         self.queue_url = queue_url
@@ -127,24 +133,31 @@ class SqsPump:
         self.wait_seconds = wait_seconds
         self.region = region
         self.name = name
+        self.pollers = max(1, pollers)
         self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
         self.stats = PumpStats()
         self._stop = threading.Event()
-        self._busy = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._busy_lock = threading.Lock()
+        self._busy_count = 0
+        self._stats_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"billing-local-pump-{self.name}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"billing-local-pump-{self.name}-{index}", daemon=True)
+            for index in range(self.pollers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -169,12 +182,16 @@ class SqsPump:
         messages = response.get("Messages") or []
         if not messages:
             return 0
-        self._busy.set()
+        self._set_busy(+1)
         try:
             self._process(messages)
         finally:
-            self._busy.clear()
+            self._set_busy(-1)
         return len(messages)
+
+    def _set_busy(self, change: int) -> None:
+        with self._busy_lock:
+            self._busy_count += change
 
     def _process(self, messages: list[dict[str, Any]]) -> None:
         ids = [m["MessageId"] for m in messages]
@@ -189,8 +206,9 @@ class SqsPump:
                 exc,
                 getattr(exc, "stack", ""),
             )
-            self.stats.handler_errors += 1
-            self.stats.last_error = repr(exc)
+            with self._stats_lock:
+                self.stats.handler_errors += 1
+                self.stats.last_error = repr(exc)
             failed = set(ids)
         done = [m for m in messages if m["MessageId"] not in failed]
         retry = [m for m in messages if m["MessageId"] in failed]
@@ -211,13 +229,15 @@ class SqsPump:
                     for i, m in enumerate(chunk)
                 ],
             )
-        self.stats.batches += 1
-        self.stats.messages += len(messages)
-        self.stats.succeeded += len(done)
-        self.stats.failed += len(retry)
+        with self._stats_lock:
+            self.stats.batches += 1
+            self.stats.messages += len(messages)
+            self.stats.succeeded += len(done)
+            self.stats.failed += len(retry)
 
     def busy(self) -> bool:
-        return self._busy.is_set()
+        with self._busy_lock:
+            return self._busy_count > 0
 
     def backlog(self) -> int:
         """Messages not yet settled: waiting, in flight (including those waiting for a retry) or delayed."""

@@ -1,12 +1,13 @@
 """`billing-local`: the whole system on one machine, moto standing in for AWS.
 
-Starts moto in server mode, creates every table and queue from `billing.resources`, creates a default
+Starts moto in server mode, creates every table, queue and key from `billing.resources`, creates a default
 tenant with an admin and an ingest key, serves the HTTP API (API Gateway played by `local.apigw`), runs
-the pump that plays the SQS event source mapping of the ingest consumer, creates the cycle-close state
-machine in moto (its Lambda tasks routed to the local cycle-close function, `local.stepfunctions`) and
-starts it on a timer as EventBridge Scheduler does (`local.scheduler`).
+the pumps that play the event source mappings (the ingest queue → consumer and the webhook queue → sender,
+`local.pump`; the billing table's stream, filtered to outbox events → dispatcher, `local.stream_pump`),
+creates the cycle-close state machine in moto (its Lambda tasks routed to the local cycle-close function,
+`local.stepfunctions`) and starts it on a timer as EventBridge Scheduler does (`local.scheduler`).
 
-The four functions are built from their specs in `billing.resources` (the ones the CDK app deploys), and
+The six functions are built from their specs in `billing.resources` (the ones the CDK app deploys), and
 each one's worker processes get only its spec's environment (`local.lambdas.function_environment`).
 """
 
@@ -20,6 +21,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from local.lambdas import (
     function_environment,
     make_invoker,
 )
-from local.moto_server import REGION, LocalMoto, aws_environment
+from local.moto_server import REGION, LocalMoto, aws_environment, forget_shard_iterator
 from local.pump import SqsPump
 from local.scheduler import CycleCloseScheduler
 from local.stepfunctions import (
@@ -51,6 +53,7 @@ from local.stepfunctions import (
     put_state_machine,
     register_functions,
 )
+from local.stream_pump import StreamPump
 
 log = logging.getLogger("billing.local")
 
@@ -71,6 +74,13 @@ DEFAULT_LOCAL_GRACE_SECONDS = 0
 DEFAULT_LOCAL_SELLER_REGISTRATIONS = "US-NY,US-WA,US-TX,GB,EU-OSS,DE,CA,CA-ON,AU"
 GRACE_ENV = "BILLING_GRACE_SECONDS"
 REGISTRATIONS_ENV = "BILLING_SELLER_TAX_REGISTRATIONS"
+# Webhooks: plain http to loopback addresses is allowed here (a receiver on 127.0.0.1; never in AWS), and
+# the retry schedule is compressed to minutes (nine retries, as the AWS default, which spans three days:
+# 5,300,1800,7200,18000,36000,50400,72000,86400).
+WEBHOOK_LOOPBACK_ENV = "BILLING_WEBHOOK_ALLOW_LOOPBACK"
+WEBHOOK_SCHEDULE_ENV = "BILLING_WEBHOOK_RETRY_SCHEDULE"
+DEFAULT_LOCAL_WEBHOOK_ALLOW_LOOPBACK = "true"
+DEFAULT_LOCAL_WEBHOOK_RETRY_SCHEDULE = "1,2,4,8,15,30,60,120,300"
 # The first retry interval of the cycle-close tasks here (the CDK app deploys the definition's default).
 LOCAL_RETRY_SECONDS = 1
 CYCLE_CLOSE_ROLE = "billing-local-cycle-close"
@@ -87,6 +97,8 @@ FUNCTION_SPECS: dict[str, FunctionSpec] = {
     "authorizer": resources.AUTHORIZER_FUNCTION,
     "consumer": resources.INGEST_CONSUMER_FUNCTION,
     "cycle-close": resources.CYCLE_CLOSE_FUNCTION,
+    "dispatcher": resources.OUTBOX_DISPATCHER_FUNCTION,
+    "sender": resources.WEBHOOK_SENDER_FUNCTION,
 }
 
 
@@ -98,6 +110,8 @@ class Handlers:
     authorizer: str | Handler = resources.AUTHORIZER_FUNCTION.local_handler
     consumer: str | Handler = resources.INGEST_CONSUMER_FUNCTION.local_handler
     cycle_close: str | Handler = resources.CYCLE_CLOSE_FUNCTION.local_handler
+    dispatcher: str | Handler = resources.OUTBOX_DISPATCHER_FUNCTION.local_handler
+    sender: str | Handler = resources.WEBHOOK_SENDER_FUNCTION.local_handler
 
     def for_function(self, name: str) -> str | Handler:
         """The handler of the function the runtime calls `name` (a key of FUNCTION_SPECS)."""
@@ -106,6 +120,8 @@ class Handlers:
             "authorizer": self.authorizer,
             "consumer": self.consumer,
             "cycle-close": self.cycle_close,
+            "dispatcher": self.dispatcher,
+            "sender": self.sender,
         }[name]
 
 
@@ -176,6 +192,9 @@ class LocalRuntime:
         grace_seconds: int | None = None,
         seller_registrations: str | None = None,
         schedule_interval_seconds: float = DEFAULT_SCHEDULE_INTERVAL_SECONDS,
+        sender_concurrency: int = 4,
+        webhook_retry_schedule: str | None = None,
+        webhook_allow_loopback: bool | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -201,6 +220,11 @@ class LocalRuntime:
         self.grace_seconds = grace_seconds
         self.seller_registrations = seller_registrations
         self.schedule_interval_seconds = schedule_interval_seconds
+        # The sender's environments, and as many pollers of the webhook queue: a batch may wait 15 s on a
+        # slow receiver, and the others go on meanwhile.
+        self.sender_concurrency = max(1, sender_concurrency)
+        self.webhook_retry_schedule = webhook_retry_schedule
+        self.webhook_allow_loopback = webhook_allow_loopback
         # moto answers much slower than DynamoDB and SQS, so a function that fits its AWS timeout could
         # time out here; timeouts are multiplied by this factor (1 = exactly the AWS timeouts).
         self.timeout_scale = timeout_scale
@@ -212,6 +236,8 @@ class LocalRuntime:
         self._moto: LocalMoto | None = None
         self._http: LocalHttpApi | None = None
         self.pump: SqsPump | None = None
+        self.stream_pump: StreamPump | None = None
+        self.webhook_pump: SqsPump | None = None
         self.scheduler: CycleCloseScheduler | None = None
         self.state_machine_arn = ""
         self._routes: dict[str, Invoker] = {}
@@ -254,11 +280,13 @@ class LocalRuntime:
             defaults["POWERTOOLS_LOG_LEVEL"] = "WARNING"
         defaults.update(self._billing_settings_env())
         self._set_env(defaults)
+        self._check_webhook_schedule()
         # moto's ASL interpreter calls Lambda at localhost:$MOTO_PORT: this server (see local.stepfunctions).
         self._set_env(moto_server_environment(self._moto.port))
         dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
-        resource_env = create_all(dynamodb, sqs)
+        kms = boto3.client("kms", endpoint_url=endpoint, region_name=REGION)
+        resource_env = create_all(dynamodb, sqs, kms)
         self._set_env(resource_env)
         sfn = boto3.client("stepfunctions", endpoint_url=endpoint, region_name=REGION)
         # Before the functions start: the api function's spec gives it the ARN from this environment.
@@ -278,6 +306,9 @@ class LocalRuntime:
             "authorizer": 1,
             "consumer": 1,
             "cycle-close": self.cycle_close_concurrency,
+            # One batch at a time per shard (moto's stream has one shard), as Lambda on a stream.
+            "dispatcher": 1,
+            "sender": self.sender_concurrency,
         }
         # Built now that every variable is set (the state machine ARN last): each gets its spec's share.
         invokers = {
@@ -322,6 +353,34 @@ class LocalRuntime:
             region=REGION,
         )
         self.pump.start()
+        streams = boto3.client("dynamodbstreams", endpoint_url=endpoint, region_name=REGION)
+        self.stream_pump = StreamPump(
+            dynamodb,
+            streams,
+            table_name=resource_env[resources.BILLING_TABLE.env_var],
+            function=invokers["dispatcher"],
+            function_name=resources.OUTBOX_DISPATCHER_FUNCTION.name,
+            filter_pattern=resources.OUTBOX_STREAM_FILTER,
+            batch_size=resources.OUTBOX_BATCH_SIZE,
+            retry_attempts=resources.OUTBOX_RETRY_ATTEMPTS,
+            retry_delay_seconds=self.retry_delay_seconds,
+            sqs=sqs,
+            on_failure_queue_url=resource_env[resources.OUTBOX_FAILURES_QUEUE.env_var],
+            region=REGION,
+            forget_iterator=forget_shard_iterator,
+        ).start()
+        self.webhook_pump = SqsPump(
+            sqs,
+            queue_url=resource_env[resources.WEBHOOK_QUEUE.env_var],
+            consumer=invokers["sender"],
+            batch_size=resources.SENDER_BATCH_SIZE,
+            retry_delay_seconds=self.retry_delay_seconds,
+            wait_seconds=self.poll_wait_seconds,
+            region=REGION,
+            name="webhooks",
+            pollers=self.sender_concurrency,
+        )
+        self.webhook_pump.start()
         if self.schedule_interval_seconds > 0:
             self.scheduler = CycleCloseScheduler(
                 sfn, self.state_machine_arn, self.schedule_interval_seconds
@@ -341,16 +400,29 @@ class LocalRuntime:
         return function_environment(FUNCTION_SPECS[name], os.environ if env is None else env)
 
     def _billing_settings_env(self) -> dict[str, str]:
+        loopback = None if self.webhook_allow_loopback is None else str(self.webhook_allow_loopback).lower()
         values: dict[str, str] = {}
         for env_var, explicit, default in (
             (GRACE_ENV, self.grace_seconds, DEFAULT_LOCAL_GRACE_SECONDS),
             (REGISTRATIONS_ENV, self.seller_registrations, DEFAULT_LOCAL_SELLER_REGISTRATIONS),
+            (WEBHOOK_SCHEDULE_ENV, self.webhook_retry_schedule, DEFAULT_LOCAL_WEBHOOK_RETRY_SCHEDULE),
+            (WEBHOOK_LOOPBACK_ENV, loopback, DEFAULT_LOCAL_WEBHOOK_ALLOW_LOOPBACK),
         ):
             if explicit is not None:
                 values[env_var] = str(explicit)
             elif env_var not in os.environ:
                 values[env_var] = str(default)
         return values
+
+    @staticmethod
+    def _check_webhook_schedule() -> None:
+        """The retry schedule in effect must parse: the sender would otherwise fail at every message."""
+        from billing.domain.webhooks.retries import parse_schedule
+
+        try:
+            parse_schedule(os.environ.get(WEBHOOK_SCHEDULE_ENV, DEFAULT_LOCAL_WEBHOOK_RETRY_SCHEDULE))
+        except ValueError as exc:
+            raise StartupError(f"{WEBHOOK_SCHEDULE_ENV}: {exc}") from exc
 
     def _create_state_machine(self, endpoint: str, sfn: Any) -> dict[str, str]:
         """The cycle-close state machine in moto, from the definition the CDK app deploys; its env var."""
@@ -408,10 +480,14 @@ class LocalRuntime:
         if self._http is not None:
             self._http.stop()
             self._http = None
-        if self.pump is not None:
-            self.pump.stop()
-        for invoker in self._invokers:
-            invoker.close()
+        pumps = [pump for pump in (self.pump, self.stream_pump, self.webhook_pump) if pump is not None]
+        # Side by side: each may be in a long poll or a function call; the functions' environments too.
+        if pumps:
+            with ThreadPoolExecutor(len(pumps)) as pool:
+                list(pool.map(lambda pump: pump.stop(), pumps))
+        if self._invokers:
+            with ThreadPoolExecutor(len(self._invokers)) as pool:
+                list(pool.map(lambda invoker: invoker.close(), self._invokers))
         self._invokers = []
         LambdaRouter.uninstall(self._routes)
         self._routes = {}
@@ -453,11 +529,26 @@ class LocalRuntime:
             raise RuntimeError("the runtime is not started")
         return self._moto.endpoint_url
 
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until the ingest queue is drained (every message consumed or dead-lettered)."""
+    def wait_idle(self, timeout: float = 30.0, *, webhooks: bool = False) -> bool:
+        """Wait until the ingest queue is drained (every message consumed or dead-lettered); with
+        `webhooks`, then also until the webhooks are (`wait_webhooks_idle`). False on timeout."""
         if self.pump is None:
             raise RuntimeError("the runtime is not started")
-        return self.pump.wait_idle(timeout)
+        deadline = time.monotonic() + timeout
+        if not self.pump.wait_idle(timeout):
+            return False
+        return not webhooks or self.wait_webhooks_idle(max(0.0, deadline - time.monotonic()))
+
+    def wait_webhooks_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until the outbox stream is read to its end with every outbox event dispatched, and the
+        webhook queue holds nothing (no lane kick waiting, in flight, or delayed: a pending retry timer
+        counts, so this waits for retries on the schedule to finish too). False on timeout."""
+        if self.stream_pump is None or self.webhook_pump is None:
+            raise RuntimeError("the runtime is not started")
+        deadline = time.monotonic() + timeout
+        if not self.stream_pump.wait_idle(timeout):
+            return False
+        return self.webhook_pump.wait_idle(max(0.0, deadline - time.monotonic()))
 
     def ready_info(self) -> dict[str, Any]:
         """What the READY line carries (machine-readable)."""
@@ -480,7 +571,8 @@ class LocalRuntime:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="billing-local",
-        description="Run the billing system on this machine: HTTP API, ingest pump, moto as AWS.",
+        description="Run the billing system on this machine: HTTP API, ingest pump, billing runs, webhooks, "
+        "moto as AWS.",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address of the HTTP API and moto (default 127.0.0.1)"
@@ -498,8 +590,9 @@ def _parser() -> argparse.ArgumentParser:
         "--retry-delay",
         type=int,
         default=2,
-        help="seconds before a failed ingest message is retried (default 2; AWS waits the queue's visibility "
-        "timeout, 6 minutes for the ingest queue)",
+        help="seconds before a failed ingest or webhook-queue message, or a failed outbox stream batch, "
+        "is retried (default 2; AWS waits the queue's visibility timeout, 6 minutes for these queues, "
+        "and retries a stream batch at once)",
     )
     parser.add_argument(
         "--authorizer-cache-ttl",
@@ -519,6 +612,19 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=2,
         help="most cycle-close function environments (worker processes) at once (default 2)",
+    )
+    parser.add_argument(
+        "--sender-concurrency",
+        type=int,
+        default=4,
+        help="webhook sender function environments, and pollers of the webhook queue (default 4)",
+    )
+    parser.add_argument(
+        "--webhook-retry-schedule",
+        default=None,
+        help=f"{WEBHOOK_SCHEDULE_ENV}: comma-separated seconds between webhook attempts (default: the "
+        f"environment's, else {DEFAULT_LOCAL_WEBHOOK_RETRY_SCHEDULE} here so that retries show in minutes; "
+        "AWS: 5,300,1800,7200,18000,36000,50400,72000,86400)",
     )
     parser.add_argument(
         "--grace-seconds",
@@ -567,6 +673,7 @@ def _banner(info: dict[str, Any], tenant_created: bool, schedule_interval: float
     admin, ingest, tenant = info["admin_key"], info["ingest_key"], info["tenant_id"]
     exports = " ".join(f"{k}={v}" for k, v in sorted(info["env"].items()))
     event = '{"id": "evt_1", "customer_id": "cus_1", "type": "api.call", "properties": {"tokens": 10}}'
+    hook = '{"url": "http://127.0.0.1:9000/hooks", "event_types": ["*"]}'
     return "\n".join(
         [
             "billing-local is running",
@@ -579,6 +686,9 @@ def _banner(info: dict[str, Any], tenant_created: bool, schedule_interval: float
             f"  cycle close  {info['state_machine_arn']}",
             f"               {schedule}; {GRACE_ENV}={os.environ.get(GRACE_ENV, '')}, "
             f"{REGISTRATIONS_ENV}={os.environ.get(REGISTRATIONS_ENV, '') or '(none: no tax)'}",
+            f"  webhooks     outbox stream -> dispatcher -> webhook queue -> sender; "
+            f"{WEBHOOK_SCHEDULE_ENV}={os.environ.get(WEBHOOK_SCHEDULE_ENV, '')}, "
+            f"{WEBHOOK_LOOPBACK_ENV}={os.environ.get(WEBHOOK_LOOPBACK_ENV, '')}",
             "",
             "Send an event and read it back:",
             f"  curl -s -X POST {api}/v1/events -H 'Authorization: Bearer {ingest}' "
@@ -588,6 +698,11 @@ def _banner(info: dict[str, Any], tenant_created: bool, schedule_interval: float
             f"  curl -s -X POST {api}/v1/billing-runs -H 'Authorization: Bearer {admin}' "
             "-H 'Content-Type: application/json' -d '{}'",
             f"  curl -s {api}/v1/billing-runs/<id> -H 'Authorization: Bearer {admin}'",
+            "Receive webhooks (signed as Standard Webhooks; the answer shows the endpoint's secret once), "
+            "then list its deliveries:",
+            f"  curl -s -X POST {api}/v1/webhook-endpoints -H 'Authorization: Bearer {admin}' "
+            f"-H 'Content-Type: application/json' -d '{hook}'",
+            f"  curl -s '{api}/v1/webhook-deliveries?endpoint_id=<id>' -H 'Authorization: Bearer {admin}'",
             "AWS CLI / billing-admin from another shell:",
             f"  export {exports}",
             f"  billing-admin --endpoint-url {endpoint} list-keys --tenant-id {tenant}",
@@ -621,6 +736,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         grace_seconds=args.grace_seconds,
         seller_registrations=args.seller_registrations,
         schedule_interval_seconds=args.schedule_interval,
+        sender_concurrency=args.sender_concurrency,
+        webhook_retry_schedule=args.webhook_retry_schedule,
     )
     try:
         try:

@@ -26,6 +26,12 @@ RUNTIME_ENV = {
     resources.INGEST_QUEUE.env_var: "http://127.0.0.1:4566/123456789012/billing-ingest",
     resources.INGEST_DLQ.env_var: "http://127.0.0.1:4566/123456789012/billing-ingest-dlq",
     resources.CYCLE_CLOSE_STATE_MACHINE.env_var: "arn:aws:states:us-east-1:123456789012:stateMachine:cc",
+    resources.WEBHOOK_QUEUE.env_var: "http://127.0.0.1:4566/123456789012/billing-webhooks",
+    resources.WEBHOOK_DLQ.env_var: "http://127.0.0.1:4566/123456789012/billing-webhooks-dlq",
+    resources.OUTBOX_FAILURES_QUEUE.env_var: "http://127.0.0.1:4566/123456789012/billing-outbox-failures",
+    resources.WEBHOOK_SECRETS_KEY.env_var: "arn:aws:kms:us-east-1:123456789012:key/0000",
+    "BILLING_WEBHOOK_RETRY_SCHEDULE": "1,2,4",
+    "BILLING_WEBHOOK_ALLOW_LOOPBACK": "true",
     "BILLING_GRACE_SECONDS": "0",
     "BILLING_SELLER_TAX_REGISTRATIONS": "US-NY",
     "EVENT_SHARDS": "8",
@@ -160,6 +166,35 @@ def test_only_the_api_gets_the_state_machine_and_only_cycle_close_the_billing_se
     assert {name for name, env in environments.items() if arn in env} == {"api"}
     assert {name for name, env in environments.items() if "BILLING_GRACE_SECONDS" in env} == {"cycle-close"}
     assert {name for name, env in environments.items() if resources.INGEST_DLQ.env_var in env} == {"consumer"}
+
+
+def test_only_the_sender_opens_webhook_secrets_and_only_webhook_functions_get_the_webhook_queue() -> None:
+    runtime = LocalRuntime()
+    environments = {name: runtime.environment_for(name, RUNTIME_ENV) for name in FUNCTION_SPECS}
+
+    def having(variable: str) -> set[str]:
+        return {name for name, env in environments.items() if variable in env}
+
+    # The key's ARN: the api seals secrets with it, the sender opens them (IAM decides who may do what).
+    assert having(resources.WEBHOOK_SECRETS_KEY.env_var) == {"api", "sender"}
+    assert having(resources.WEBHOOK_QUEUE.env_var) == {"api", "dispatcher", "sender"}
+    assert having("BILLING_WEBHOOK_RETRY_SCHEDULE") == {"sender"}
+    assert having("BILLING_WEBHOOK_ALLOW_LOOPBACK") == {"api", "sender"}
+    # The failure queues are the pumps' (the event source mappings'), never a function's.
+    assert having(resources.OUTBOX_FAILURES_QUEUE.env_var) == set()
+    assert having(resources.WEBHOOK_DLQ.env_var) == set()
+    assert environments["dispatcher"] == {
+        resources.BILLING_TABLE.env_var: "billing-main",
+        resources.WEBHOOK_QUEUE.env_var: RUNTIME_ENV[resources.WEBHOOK_QUEUE.env_var],
+        **{name: RUNTIME_ENV[name] for name in PROCESS_VARIABLES},
+    }
+
+
+def test_every_function_of_the_runtime_has_a_handler() -> None:
+    handlers = Handlers()
+
+    for name, spec in FUNCTION_SPECS.items():
+        assert handlers.for_function(name) == spec.local_handler, name
 
 
 def test_a_worker_process_is_given_only_its_function_environment(monkeypatch: pytest.MonkeyPatch) -> None:
