@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
 from constructs import Construct
 
 from billing import resources
 from infra.constructs.function import BillingFunction
-from infra.constructs.queues import build_queue
+from infra.constructs.queues import add_sqs_trigger, build_queue
 from infra.constructs.registry import ResourceRegistry
 
 
@@ -40,19 +38,7 @@ class IngestConstruct(Construct):
         consumer = BillingFunction(
             self, "Consumer", spec=resources.INGEST_CONSUMER_FUNCTION, layer=layer, registry=registry
         )
-        # Its trigger is not in its spec: the event source mapping reads the queue, the function never does.
-        # Adds Receive/Delete/ChangeVisibility/GetAttributes on this queue and kms:Decrypt on its key.
-        source = event_sources.SqsEventSource(
-            self.queue,
-            batch_size=resources.CONSUMER_BATCH_SIZE,
-            report_batch_item_failures=True,
-        )
-        consumer.function.add_event_source(source)
-        cdk.Validations.of(consumer.function).acknowledge(
-            cdk.Acknowledgment(
-                id="Serverless-LambdaEventSourceMappingDestination",
-                reason="SQS event source mappings take no on-failure destination; failed messages go to "
-                "the ingest queue's redrive dead-letter queue (maxReceiveCount from billing.resources).",
-            )
+        add_sqs_trigger(
+            consumer.function, self.queue, batch_size=resources.CONSUMER_BATCH_SIZE, queue_name="ingest"
         )
         return consumer

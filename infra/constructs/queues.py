@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -57,3 +59,21 @@ def _cfn_value(value: str) -> object:
     if value.lower() in {"true", "false"}:
         return value.lower() == "true"
     return int(value) if value.isdigit() else value
+
+
+def add_sqs_trigger(
+    function: lambda_.Function, queue: sqs.IQueue, *, batch_size: int, queue_name: str
+) -> None:
+    """The queue as the function's event source, answering with partial batch failures (only failed
+    messages come back). Adds Receive/Delete/ChangeVisibility/GetAttributes on the queue and kms:Decrypt
+    of its key; the function's spec does not name the queue: it never reads it itself."""
+    function.add_event_source(
+        event_sources.SqsEventSource(queue, batch_size=batch_size, report_batch_item_failures=True)
+    )
+    cdk.Validations.of(function).acknowledge(
+        cdk.Acknowledgment(
+            id="Serverless-LambdaEventSourceMappingDestination",
+            reason="SQS event source mappings take no on-failure destination; failed messages go to "
+            f"the {queue_name} queue's redrive dead-letter queue (maxReceiveCount from billing.resources).",
+        )
+    )

@@ -28,7 +28,7 @@ from billing.resources import KeySpec
 from infra.config import METRICS_NAMESPACE, SERVICE_NAME
 from infra.constructs.function import BillingFunction
 from infra.constructs.permissions import SqsOnFailure
-from infra.constructs.queues import build_queue
+from infra.constructs.queues import add_sqs_trigger, build_queue
 from infra.constructs.registry import ResourceRegistry
 
 # Emitted by the sender (Powertools Metrics, dimension service) when a delivery exhausts its retries.
@@ -130,19 +130,7 @@ class WebhooksConstruct(Construct):
         sender = BillingFunction(
             self, "Sender", spec=resources.WEBHOOK_SENDER_FUNCTION, layer=layer, registry=registry
         )
-        # Adds Receive/Delete/ChangeVisibility/GetAttributes on the webhook queue and kms:Decrypt of the data
-        # key; the sender answers with partial batch failures, so only failed messages come back.
-        source = event_sources.SqsEventSource(
-            self.queue,
-            batch_size=resources.SENDER_BATCH_SIZE,
-            report_batch_item_failures=True,
-        )
-        sender.function.add_event_source(source)
-        cdk.Validations.of(sender.function).acknowledge(
-            cdk.Acknowledgment(
-                id="Serverless-LambdaEventSourceMappingDestination",
-                reason="SQS event source mappings take no on-failure destination; failed messages go to "
-                "the webhook queue's redrive dead-letter queue (maxReceiveCount from billing.resources).",
-            )
+        add_sqs_trigger(
+            sender.function, self.queue, batch_size=resources.SENDER_BATCH_SIZE, queue_name="webhook"
         )
         return sender

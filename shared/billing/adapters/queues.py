@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import boto3
@@ -32,36 +32,55 @@ class SqsIngestQueue:
             self._send_batch(batch)
 
     def _send_batch(self, batch: list[str]) -> None:
-        pending = {str(index): body for index, body in enumerate(batch)}
-        for attempt in range(SEND_ATTEMPTS):
-            try:
-                response = self._client.send_message_batch(
-                    QueueUrl=self._url,
-                    Entries=[{"Id": entry_id, "MessageBody": body} for entry_id, body in pending.items()],
-                )
-            except (ClientError, BotoCoreError) as exc:
-                if attempt == SEND_ATTEMPTS - 1:
-                    raise TransientFailure(
-                        f"ingest queue unavailable: {error_code(exc) or type(exc).__name__}"
-                    ) from exc
-                self._sleep(0.05 * 2**attempt)
-                continue
-            finally:
-                self.requests_sent += 1
-            failed = response.get("Failed", [])
-            # Sender faults (our fault: a message too large) would fail forever; do not retry them.
-            sender_faults = [entry for entry in failed if entry.get("SenderFault")]
-            if sender_faults:
-                codes = ", ".join(sorted({entry.get("Code", "?") for entry in sender_faults}))
-                raise RuntimeError(f"ingest queue refused messages as malformed: {codes}")
-            pending = {entry["Id"]: pending[entry["Id"]] for entry in failed}
-            if not pending:
-                return
-            if attempt < SEND_ATTEMPTS - 1:
-                self._sleep(0.05 * 2**attempt)
-        raise TransientFailure(
-            f"ingest queue did not accept {len(pending)} message(s) after {SEND_ATTEMPTS} tries"
+        entries = {str(index): {"MessageBody": body} for index, body in enumerate(batch)}
+        send_entries(
+            self._client, self._url, entries, what="ingest queue", sleep=self._sleep, on_request=self._count
         )
+
+    def _count(self) -> None:
+        self.requests_sent += 1
+
+
+def send_entries(
+    client: Any,
+    queue_url: str,
+    entries: dict[str, dict[str, Any]],
+    *,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+    on_request: Callable[[], None] | None = None,
+) -> None:
+    """One SendMessageBatch of `entries` ({entry id: MessageBody, DelaySeconds, ...}), the failed entries
+    sent again with backoff; TransientFailure when SQS keeps refusing some, RuntimeError when it calls
+    them malformed (our fault: retrying cannot help)."""
+    pending = dict(entries)
+    for attempt in range(SEND_ATTEMPTS):
+        try:
+            response = client.send_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": entry_id, **entry} for entry_id, entry in pending.items()],
+            )
+        except (ClientError, BotoCoreError) as exc:
+            if attempt == SEND_ATTEMPTS - 1:
+                raise TransientFailure(
+                    f"{what} unavailable: {error_code(exc) or type(exc).__name__}"
+                ) from exc
+            sleep(0.05 * 2**attempt)
+            continue
+        finally:
+            if on_request is not None:
+                on_request()
+        failed = response.get("Failed", [])
+        sender_faults = [entry for entry in failed if entry.get("SenderFault")]
+        if sender_faults:
+            codes = ", ".join(sorted({entry.get("Code", "?") for entry in sender_faults}))
+            raise RuntimeError(f"{what} refused messages as malformed: {codes}")
+        pending = {entry["Id"]: pending[entry["Id"]] for entry in failed}
+        if not pending:
+            return
+        if attempt < SEND_ATTEMPTS - 1:
+            sleep(0.05 * 2**attempt)
+    raise TransientFailure(f"{what} did not accept {len(pending)} message(s) after {SEND_ATTEMPTS} tries")
 
 
 class SqsDeadLetters:

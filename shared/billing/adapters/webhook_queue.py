@@ -7,13 +7,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 
-from billing.adapters.aws_errors import error_code
-from billing.domain.errors import TransientFailure
+from billing.adapters.queues import send_entries
 from billing.domain.webhooks.messages import MAX_QUEUE_DELAY_SECONDS, LaneKick, ReplayRequest
 
-SEND_ATTEMPTS = 4
 BATCH = 10  # SendMessageBatch's limit
 
 
@@ -39,26 +36,8 @@ class SqsWebhookQueue:
         self._send([(request.body(), 0)])
 
     def _send(self, messages: list[tuple[str, int]]) -> None:
-        pending = {str(index): message for index, message in enumerate(messages)}
-        for attempt in range(SEND_ATTEMPTS):
-            try:
-                response = self._client.send_message_batch(
-                    QueueUrl=self._url,
-                    Entries=[
-                        {"Id": entry_id, "MessageBody": body, "DelaySeconds": delay}
-                        for entry_id, (body, delay) in pending.items()
-                    ],
-                )
-            except (ClientError, BotoCoreError) as exc:
-                if attempt == SEND_ATTEMPTS - 1:
-                    raise TransientFailure(
-                        f"webhook queue unavailable: {error_code(exc) or type(exc).__name__}"
-                    ) from exc
-                self._sleep(0.05 * 2**attempt)
-                continue
-            pending = {entry["Id"]: pending[entry["Id"]] for entry in response.get("Failed", [])}
-            if not pending:
-                return
-            if attempt < SEND_ATTEMPTS - 1:
-                self._sleep(0.05 * 2**attempt)
-        raise TransientFailure(f"webhook queue did not accept {len(pending)} message(s)")
+        entries = {
+            str(index): {"MessageBody": body, "DelaySeconds": delay}
+            for index, (body, delay) in enumerate(messages)
+        }
+        send_entries(self._client, self._url, entries, what="webhook queue", sleep=self._sleep)

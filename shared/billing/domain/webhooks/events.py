@@ -60,8 +60,7 @@ class NewEvent:
     data: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "type", EventType(self.type))
-        object.__setattr__(self, "data", MappingProxyType(dict(self.data)))
+        _freeze(self)
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,7 @@ class WebhookEvent:
     data: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "type", EventType(self.type))
-        object.__setattr__(self, "data", MappingProxyType(dict(self.data)))
+        _freeze(self)
 
     def payload(self) -> dict[str, Any]:
         """The delivery body as a value: `{"type", "id", "customer_id", "sequence", "created_at", "data"}`."""
@@ -262,6 +260,12 @@ def _late_usage(tenant_id: str, invoice: IssuedInvoice) -> list[NewEvent]:
             )
         )
     return events
+
+
+def _freeze(event: NewEvent | WebhookEvent) -> None:
+    """Its type as the enum (read back from storage as text) and its data read-only."""
+    object.__setattr__(event, "type", EventType(event.type))
+    object.__setattr__(event, "data", MappingProxyType(dict(event.data)))
 
 
 def _plain(value: Any) -> Any:
