@@ -380,6 +380,9 @@ class _Walk:
             fresh = Delivery.create(self._endpoint, event, now)
             if not self._store.create_delivery(self._tenant, fresh):
                 fresh = self._store.get_delivery(self._tenant, identifier) or fresh
+                if fresh.status is not DeliveryStatus.PENDING:
+                    self._cursor = event.sequence + 1  # another sender finished it meanwhile
+                    return _Next.GO_ON
             delivery = fresh
         return self._send(delivery, event)
 

@@ -99,8 +99,13 @@ class Delivery:
         """The delivery after one attempt: succeeded, retried later on the schedule, or dead-lettered.
 
         An answer of 410 dead-letters it at once (the endpoint is being disabled). A replay is one attempt
-        outside the schedule: it succeeds or fails, it never schedules retries of its own.
+        outside the schedule: it succeeds or fails, it never schedules retries of its own. A scheduled
+        attempt of a delivery that is finished already (a sender whose lease ran out, met it done) changes
+        nothing; a replay of one still pending is its next scheduled attempt.
         """
+        if self.status is not DeliveryStatus.PENDING and not replay:
+            return self
+        replay = replay and self.status is not DeliveryStatus.PENDING
         attempt = Attempt(at, outcome.status_code, outcome.error, outcome.duration_ms, replay)
         attempts = (*self.attempts, attempt)[-MAX_KEPT_ATTEMPTS:]
         made = self.scheduled_attempts + (0 if replay else 1)

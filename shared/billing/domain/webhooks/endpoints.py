@@ -26,7 +26,7 @@ class InvalidEventTypes(ValueError):
     """An `event_types` list that names no type, an unknown one, or the wildcard beside others."""
 
 
-def event_types(values: Sequence[str]) -> tuple[str, ...]:
+def normalized_types(values: Sequence[str]) -> tuple[str, ...]:
     """The normalized filter: `("*",)`, or the named types once each, sorted."""
     if not values:
         raise InvalidEventTypes('event_types names no event type; use ["*"] for every type')
@@ -113,7 +113,10 @@ class WebhookEndpoint:
         return replace(
             self,
             url=self.url if url is None else url,
-            event_types=self.event_types if event_types is None else tuple(event_types),
+            event_types=self.event_types if event_types is None else normalized_types(list(event_types)),
             description=self.description if description is None else description,
             updated_at=at,
         )
+
+
+event_types = normalized_types  # the name the API and services use

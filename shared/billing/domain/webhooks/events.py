@@ -22,6 +22,7 @@ from billing.domain.invoicing import IssuedInvoice, RecordedPayment
 from billing.domain.pii import classify_value
 from billing.domain.rating.money import format_major
 from billing.domain.rating.periods import format_instant
+from billing.domain.usage_events import parse_timestamp
 
 
 class EventType(StrEnum):
@@ -244,7 +245,11 @@ def _late_usage(tenant_id: str, invoice: IssuedInvoice) -> list[NewEvent]:
                 data={
                     "invoice_id": invoice.id,
                     "adjusted_invoice_id": adjusted,
-                    "period": dict(lines[0]["period"]),
+                    # Every window its lines correct (one per plan segment when the plan changed in it).
+                    "period": {
+                        "start": format_instant(min(_instant(line["period"]["start"]) for line in lines)),
+                        "end": format_instant(max(_instant(line["period"]["end"]) for line in lines)),
+                    },
                     "currency": invoice.currency.code,
                     "amount": invoice.major(total),
                     "lines": [
@@ -262,10 +267,22 @@ def _late_usage(tenant_id: str, invoice: IssuedInvoice) -> list[NewEvent]:
     return events
 
 
+def _instant(text: Any) -> datetime:
+    return parse_timestamp(str(text), "period")
+
+
 def _freeze(event: NewEvent | WebhookEvent) -> None:
-    """Its type as the enum (read back from storage as text) and its data read-only."""
+    """Its type as the enum (read back from storage as text) and its data read-only, all the way down."""
     object.__setattr__(event, "type", EventType(event.type))
-    object.__setattr__(event, "data", MappingProxyType(dict(event.data)))
+    object.__setattr__(event, "data", _frozen(event.data))
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(key): _frozen(item) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item) for item in value)
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -63,7 +63,7 @@ def decode(body: str) -> SenderMessage:
     """A queue message back to what it asks; PoisonMessage when it is not one of ours."""
     try:
         message = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to be one of ours
         raise PoisonMessage("webhook queue message is not JSON", code="undecodable") from exc
     if not isinstance(message, dict):
         raise PoisonMessage("webhook queue message is not an object", code="schema_invalid")

@@ -50,7 +50,7 @@ class RetrySchedule:
         return len(self.delays) + 1
 
 
-# 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h: ten attempts over about four and a half days.
+# 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h: ten attempts over about three days.
 DEFAULT_RETRY_SCHEDULE = RetrySchedule((5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400))
 
 
