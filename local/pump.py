@@ -23,6 +23,7 @@ from typing import Any
 
 log = logging.getLogger("billing.local.pump")
 
+IDLE_CONFIRM_SECONDS = 0.3
 ConsumerCall = Callable[[dict[str, Any]], Any]
 
 
@@ -254,8 +255,16 @@ class SqsPump:
     def wait_idle(self, timeout: float = 30.0, poll_interval: float = 0.05) -> bool:
         """Wait until the queue holds nothing and no batch is being processed; False on timeout."""
         deadline = time.monotonic() + timeout
+        idle_since: float | None = None
         while time.monotonic() < deadline:
             if not self.busy() and self.backlog() == 0 and not self.busy():
-                return True
+                # Twice, a moment apart: SQS counts (and moto's) are approximate, and a delayed message
+                # whose delay just ran out can be counted neither delayed nor visible for an instant.
+                now = time.monotonic()
+                idle_since = idle_since if idle_since is not None else now
+                if now - idle_since >= IDLE_CONFIRM_SECONDS:
+                    return True
+            else:
+                idle_since = None
             time.sleep(poll_interval)
         return False

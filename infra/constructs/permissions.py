@@ -64,9 +64,15 @@ def _writes(access: TableAccess | QueueAccess) -> bool:
 
 
 def grant_table(grantee: iam.IGrantable, table: dynamodb.ITable, access: TableAccess) -> None:
-    """The access's actions on the table; Query (the only action an index serves) on its named indexes."""
+    """The access's actions on the table (on the items its `leading_keys` match, when it names some);
+    Query (the only action an index serves) on its named indexes."""
+    conditions = None
+    if access.leading_keys:
+        conditions = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(access.leading_keys)}}
     grantee.grant_principal.add_to_principal_policy(
-        iam.PolicyStatement(actions=sorted(set(access.actions)), resources=[table.table_arn])
+        iam.PolicyStatement(
+            actions=sorted(set(access.actions)), resources=[table.table_arn], conditions=conditions
+        )
     )
     if access.indexes:
         grantee.grant_principal.add_to_principal_policy(

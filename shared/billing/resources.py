@@ -240,11 +240,17 @@ TRANSACT_WRITE: tuple[TableAction, ...] = (
 
 @dataclass(frozen=True)
 class TableAccess:
-    """`actions` on a table, and `dynamodb:Query` (the only action an index serves) on `indexes` of it."""
+    """`actions` on a table, and `dynamodb:Query` (the only action an index serves) on `indexes` of it.
+
+    `leading_keys` (IAM `StringLike` patterns of partition keys, e.g. `T#*#OUTBOX#*`) limits the actions
+    to the items whose partition key matches one of them: a function that writes only its own kind of
+    item cannot write any other (an invoice, an API key), whatever its code does.
+    """
 
     table: TableSpec
     actions: tuple[TableAction, ...]
     indexes: tuple[str, ...] = ()
+    leading_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.indexes) - {index.name for index in self.table.indexes}
@@ -333,6 +339,12 @@ class FunctionSpec:
         return tuple(dict.fromkeys((*self.resource_env_vars, *self.settings)))
 
 
+# Partition keys of the webhook items (`billing.adapters.keys`), as IAM `StringLike` patterns.
+_ENDPOINTS = "T#*#WEBHOOKS"
+_DELIVERIES = "T#*#WHDELIVERY#*"
+_LANES = "T#*#WHLANE#*"
+_OUTBOX = ("T#*#OUTBOX#*", "T#*#WHEVENT#*")
+
 # The local runtime's switch: webhook URLs may then be plain http to loopback addresses (never in AWS).
 _WEBHOOK_ALLOW_LOOPBACK = "BILLING_WEBHOOK_ALLOW_LOOPBACK"
 
@@ -349,6 +361,8 @@ API_FUNCTION = FunctionSpec(
     access=(
         # Tenants, catalog, invoices, ledger, payments and billing runs: read, and written in transactions.
         TableAccess(BILLING_TABLE, (*TABLE_READ, *TRANSACT_WRITE), indexes=("gsi1",)),
+        # DELETE /v1/webhook-endpoints/{id}: the only items it deletes.
+        TableAccess(BILLING_TABLE, ("dynamodb:DeleteItem",), leading_keys=(_ENDPOINTS,)),
         TableAccess(EVENTS_TABLE, TABLE_READ, indexes=("by_time",)),
         TableAccess(
             IDEMPOTENCY_TABLE,
@@ -393,8 +407,10 @@ INGEST_CONSUMER_FUNCTION = FunctionSpec(
     access=(
         TableAccess(EVENTS_TABLE, ("dynamodb:PutItem",)),
         # The customers of a batch, to find their unbilled events, and the outbox to announce them
-        # (`usage.unbilled`: the event, its id claim and the outbox head in one transaction).
-        TableAccess(BILLING_TABLE, ("dynamodb:GetItem", *TRANSACT_WRITE)),
+        # (`usage.unbilled`: the event, its id claim and the outbox head in one transaction): it writes
+        # nothing but the outbox.
+        TableAccess(BILLING_TABLE, ("dynamodb:GetItem",)),
+        TableAccess(BILLING_TABLE, TRANSACT_WRITE, leading_keys=_OUTBOX),
         QueueAccess(INGEST_DLQ, ("sqs:SendMessage",)),
     ),
     settings=(_EVENT_SHARDS, "CONSUMER_WRITE_CONCURRENCY"),
@@ -448,7 +464,11 @@ OUTBOX_DISPATCHER_FUNCTION = FunctionSpec(
     timeout_seconds=DISPATCHER_TIMEOUT_SECONDS,
     memory_mb=256,
     access=(
-        TableAccess(BILLING_TABLE, ("dynamodb:Query", "dynamodb:PutItem")),
+        # Endpoints read; a delivery and its lane's registration written in one transaction (nothing else).
+        TableAccess(BILLING_TABLE, ("dynamodb:Query",)),
+        TableAccess(
+            BILLING_TABLE, ("dynamodb:PutItem", "dynamodb:UpdateItem"), leading_keys=(_DELIVERIES, _LANES)
+        ),
         QueueAccess(WEBHOOK_QUEUE, ("sqs:SendMessage",)),
     ),
 )
@@ -462,8 +482,10 @@ WEBHOOK_SENDER_FUNCTION = FunctionSpec(
     timeout_seconds=SENDER_TIMEOUT_SECONDS,
     memory_mb=256,
     access=(
-        # Endpoints, deliveries and lanes read and written; outbox events read.
-        TableAccess(BILLING_TABLE, (*TABLE_READ, *TRANSACT_WRITE)),
+        # Endpoints, deliveries, lanes and outbox events read (lanes listed through gsi1); deliveries and
+        # lanes written, and an endpoint disabled when it answers 410: nothing else.
+        TableAccess(BILLING_TABLE, TABLE_READ, indexes=("gsi1",)),
+        TableAccess(BILLING_TABLE, TRANSACT_WRITE, leading_keys=(_ENDPOINTS, _DELIVERIES, _LANES)),
         KeyAccess(WEBHOOK_SECRETS_KEY, ("kms:Decrypt",)),
         QueueAccess(WEBHOOK_QUEUE, ("sqs:SendMessage",)),
     ),

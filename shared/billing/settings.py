@@ -47,6 +47,8 @@ ENV_VARS: Mapping[str, str] = {
     "tax_breaker_cool_down_seconds": "TAX_BREAKER_COOL_DOWN_SECONDS",
 }
 
+MAX_RETRY_SPAN_SECONDS = 30 * 24 * 3600
+
 ResourceName = Literal[
     "events_table",
     "billing_table",
@@ -106,7 +108,14 @@ class Settings(BaseModel):
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
     def _schedule(cls, value: object) -> object:
-        return parse_schedule(value) if isinstance(value, str) else value
+        schedule = parse_schedule(value) if isinstance(value, str) else value
+        if isinstance(schedule, RetrySchedule) and sum(schedule.delays) > MAX_RETRY_SPAN_SECONDS:
+            # A delivery must be settled (delivered or dead-lettered) while it can still be replayed.
+            raise ValueError(
+                f"the retry schedule spans {sum(schedule.delays)} s; at most {MAX_RETRY_SPAN_SECONDS} s "
+                "(the 30-day replay window)"
+            )
+        return schedule
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -360,7 +360,7 @@ def test_the_api_function_gets_exactly_its_table_and_queue_permissions(synthesiz
     assert tables_for("dynamodb:PutItem") == {billing, idempotency}
     assert tables_for("dynamodb:UpdateItem") == {billing, idempotency}
     assert tables_for("dynamodb:ConditionCheckItem") == {billing}
-    assert tables_for("dynamodb:DeleteItem") == {idempotency}
+    assert tables_for("dynamodb:DeleteItem") == {billing, idempotency}  # on billing: endpoints only
     assert sorted(map(json.dumps, grants["sqs:SendMessage"])) == sorted(
         json.dumps({"Fn::GetAtt": [spec.logical_id, "Arn"]})
         for spec in (resources.INGEST_QUEUE, resources.WEBHOOK_QUEUE)

@@ -128,7 +128,7 @@ def test_the_dispatcher_may_read_the_stream_but_nothing_of_the_table_beyond_its_
     statements = _role_statements(synthesized, resources.OUTBOX_DISPATCHER_FUNCTION)
     billing = _arn(resources.BILLING_TABLE.logical_id)
 
-    assert _actions_on(statements, billing) == {"dynamodb:Query", "dynamodb:PutItem"}
+    assert _actions_on(statements, billing) == {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"}
     assert _actions_on(statements, STREAM_ARN) == {
         "dynamodb:DescribeStream",
         "dynamodb:GetRecords",
@@ -371,3 +371,42 @@ def test_the_stack_outputs_the_webhook_queues_and_the_secrets_key(synthesized: S
         "Ref": resources.OUTBOX_FAILURES_QUEUE.logical_id
     }
     assert outputs["WebhookSecretsKeyArn"]["Value"] == KEY_ARN
+
+
+BILLING_ARN = {"Fn::GetAtt": [resources.BILLING_TABLE.logical_id, "Arn"]}
+WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "partitions"),
+    [
+        (resources.INGEST_CONSUMER_FUNCTION, ["T#*#OUTBOX#*", "T#*#WHEVENT#*"]),
+        (resources.OUTBOX_DISPATCHER_FUNCTION, ["T#*#WHDELIVERY#*", "T#*#WHLANE#*"]),
+        (resources.WEBHOOK_SENDER_FUNCTION, ["T#*#WEBHOOKS", "T#*#WHDELIVERY#*", "T#*#WHLANE#*"]),
+    ],
+    ids=lambda value: getattr(value, "name", ""),
+)
+def test_the_webhook_writers_may_write_only_their_own_items_of_the_billing_table(
+    synthesized: Synthesized, spec: FunctionSpec, partitions: list[str]
+) -> None:
+    writes = [
+        statement
+        for statement in _role_statements(synthesized, spec)
+        if BILLING_ARN in _as_list(statement["Resource"]) and WRITES & set(_as_list(statement["Action"]))
+    ]
+
+    assert writes
+    for statement in writes:
+        assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": partitions}}
+
+
+def test_the_api_deletes_webhook_endpoints_and_no_other_billing_item(synthesized: Synthesized) -> None:
+    [delete] = [
+        statement
+        for statement in _role_statements(synthesized, resources.API_FUNCTION)
+        if BILLING_ARN in _as_list(statement["Resource"])
+        and "dynamodb:DeleteItem" in _as_list(statement["Action"])
+    ]
+
+    assert _as_list(delete["Action"]) == ["dynamodb:DeleteItem"]
+    assert delete["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["T#*#WEBHOOKS"]}}

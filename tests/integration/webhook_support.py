@@ -20,7 +20,7 @@ from billing.adapters.outbox_store import event_from_item, tenant_of
 from billing.adapters.webhook_http import HttpWebhookTransport, Resolver, system_resolver
 from billing.bootstrap import get_services
 from billing.domain.webhooks.events import WebhookEvent
-from billing.domain.webhooks.messages import LaneKick, ReplayRequest, SenderMessage
+from billing.domain.webhooks.messages import LaneKick, ReplayRequest, ResumeRequest, SenderMessage
 from billing.domain.webhooks.retries import RetrySchedule
 from billing.services.webhook_delivery import OutboxDispatcher, SenderSettings, WebhookSender
 from billing.services.webhooks import WebhookDeliveryService, WebhookEndpointService
@@ -55,6 +55,9 @@ class RecordedQueue:
         self._add(kick, delay_seconds)
 
     def replay(self, request: ReplayRequest) -> None:
+        self._add(request, 0)
+
+    def resume(self, request: ResumeRequest) -> None:
         self._add(request, 0)
 
     def _add(self, message: SenderMessage, delay: int) -> None:

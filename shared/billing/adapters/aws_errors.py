@@ -14,6 +14,8 @@ TRANSIENT_CODES = frozenset(
         "ServiceUnavailable",
         "RequestThrottled",
         "TransactionInProgressException",
+        # An item being written by a transaction at that moment: the same call a moment later goes through.
+        "TransactionConflictException",
         "AWS.SimpleQueueService.ServiceUnavailable",
         "KMSThrottlingException",
     }

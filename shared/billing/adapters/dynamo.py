@@ -17,6 +17,7 @@ from billing.domain.pages import Page
 
 T = TypeVar("T")
 MAX_CURSOR_LENGTH = 4096
+MAX_FILTERED_READS = 10  # Query calls a filtered page may take (each reads up to `limit + 1` items)
 
 
 def call(table: str, operation: Callable[[], T]) -> T:
@@ -93,12 +94,18 @@ def query_page(
             cursor, key_names, pk, partition, sk, prefix, table_prefix
         )
     items: list[dict[str, Any]] = []
+    reads = 0
     while True:
         response = call(table, lambda: client.query(**request))
         items += response.get("Items", [])
         last = response.get("LastEvaluatedKey")
+        reads += 1
         if len(items) > limit or not last:
             break
+        if only is not None and reads >= MAX_FILTERED_READS and len(items) <= limit:
+            # A filter that keeps few items: answer what was found, with a cursor to read on, rather than
+            # reading the whole collection in one request.
+            return Page([convert(item) for item in items], encode_cursor({n: last[n] for n in key_names}))
         request["ExclusiveStartKey"] = last
     if len(items) <= limit:
         return Page([convert(item) for item in items], None)

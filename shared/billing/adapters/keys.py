@@ -33,7 +33,8 @@ Billing table (pk, sk; index gsi1 on gsi1pk, gsi1sk):
   endpoint         T#<t>#WEBHOOKS                 ENDPOINT#<id>
   delivery         T#<t>#WHDELIVERY#<id>          DELIVERY       gsi1: T#<t>#WEBHOOK#<endpoint>#DELIVERIES /
                                                                        DELIVERY#<created at>#<id>
-  delivery lane    T#<t>#WHLANE#<endpoint>#<customer>  LANE      (cursor and lease of one lane)
+  delivery lane    T#<t>#WHLANE#<endpoint>#<customer>  LANE      gsi1: T#<t>#WEBHOOK#<endpoint>#LANES /
+                                                                       LANE#<customer>  (cursor, lease)
 
 Events table (pk, sk; index by_time on pk, ts):
 
@@ -77,6 +78,7 @@ ENDPOINT_PREFIX = "ENDPOINT#"
 DELIVERY_SK = "DELIVERY"
 DELIVERY_PREFIX = "DELIVERY#"
 LANE_SK = "LANE"
+LANE_PREFIX = "LANE#"
 
 
 def key(pk: str, sk: str) -> Key:
@@ -263,6 +265,14 @@ def deliveries_index_sort_key(created_at: str, delivery_id: str) -> str:
 
 def lane_key(tenant_id: str, endpoint_id: str, customer_id: str) -> Key:
     return key(f"T#{tenant_id}#WHLANE#{endpoint_id}#{customer_id}", LANE_SK)
+
+
+def lanes_index(tenant_id: str, endpoint_id: str) -> str:
+    return f"T#{tenant_id}#WEBHOOK#{endpoint_id}#LANES"
+
+
+def lanes_index_sort_key(customer_id: str) -> str:
+    return LANE_PREFIX + customer_id
 
 
 # ---- events table ---------------------------------------------------------------------------------------

@@ -27,11 +27,10 @@ import ipaddress
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from billing.domain.webhooks.addresses import (
     EndpointUrl,
@@ -60,21 +59,33 @@ Resolver = Callable[[str, int], list[IPAddress]]  # host, port -> every address 
 
 
 RESOLVE_TIMEOUT_SECONDS = 5.0
-_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
 
 
 def system_resolver(host: str, port: int) -> list[IPAddress]:
     """Every address `getaddrinfo` gives for a TCP connection to (host, port), without repeats, in order.
 
     Raises `OSError` (`socket.gaierror`) when the name does not resolve or the lookup takes longer than
-    RESOLVE_TIMEOUT_SECONDS (`getaddrinfo` itself has no timeout: it runs in a thread that is left to
-    finish), `UnicodeError` when it cannot be encoded for a lookup.
+    RESOLVE_TIMEOUT_SECONDS: `getaddrinfo` itself has no timeout, so it runs in a thread of its own that
+    is left to finish (one per lookup: a name that never answers holds up no one else's lookup),
+    `UnicodeError` when it cannot be encoded for a lookup.
     """
-    lookup = _LOOKUPS.submit(_getaddrinfo, host, port)
-    try:
-        return lookup.result(timeout=RESOLVE_TIMEOUT_SECONDS)
-    except FuturesTimeout:
-        raise OSError(f"the lookup took more than {RESOLVE_TIMEOUT_SECONDS:g} s") from None
+    outcome: list[Any] = []
+
+    def look_up() -> None:
+        try:
+            outcome.append(_getaddrinfo(host, port))
+        except BaseException as exc:  # handed to the caller below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=look_up, name="webhook-dns", daemon=True)
+    thread.start()
+    thread.join(RESOLVE_TIMEOUT_SECONDS)
+    if not outcome:
+        raise OSError(f"the lookup took more than {RESOLVE_TIMEOUT_SECONDS:g} s")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    addresses: list[IPAddress] = outcome[0]
+    return addresses
 
 
 def _getaddrinfo(host: str, port: int) -> list[IPAddress]:

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 
 from billing.adapters.queues import send_entries
-from billing.domain.webhooks.messages import MAX_QUEUE_DELAY_SECONDS, LaneKick, ReplayRequest
+from billing.domain.webhooks.messages import MAX_QUEUE_DELAY_SECONDS, LaneKick, ReplayRequest, ResumeRequest
 
 BATCH = 10  # SendMessageBatch's limit
 
@@ -33,6 +33,9 @@ class SqsWebhookQueue:
         self._send([(kick.body(), max(0, min(MAX_QUEUE_DELAY_SECONDS, delay_seconds)))])
 
     def replay(self, request: ReplayRequest) -> None:
+        self._send([(request.body(), 0)])
+
+    def resume(self, request: ResumeRequest) -> None:
         self._send([(request.body(), 0)])
 
     def _send(self, messages: list[tuple[str, int]]) -> None:

@@ -10,6 +10,9 @@ margin; endpoints and lanes do not.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,28 +20,32 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from billing.adapters.aws_errors import error_code
+from billing.adapters.aws_errors import error_code, is_transient
 from billing.adapters.dynamo import call, query_page, transact
 from billing.adapters.keys import (
     DELIVERY_PREFIX,
     ENDPOINT_PREFIX,
     GSI1,
+    LANE_PREFIX,
     deliveries_index,
     deliveries_index_sort_key,
     delivery_key,
     endpoint_key,
     endpoints_partition,
     lane_key,
+    lanes_index,
+    lanes_index_sort_key,
     tenant_prefix,
 )
 from billing.domain import canonical_json
-from billing.domain.errors import StaleRevision
+from billing.domain.errors import StaleRevision, TransientFailure
 from billing.domain.pages import Page
 from billing.domain.usage_events import format_timestamp, parse_timestamp
 from billing.domain.webhooks.deliveries import REPLAY_WINDOW, Attempt, Delivery, DeliveryStatus
 from billing.domain.webhooks.endpoints import SigningSecret, WebhookEndpoint
 
 DELIVERY_TTL = REPLAY_WINDOW + timedelta(days=5)
+LANE_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,52 @@ class DynamoWebhookStore:
             return False
         return True
 
+    def dispatch_delivery(self, tenant_id: str, delivery: Delivery) -> bool:
+        """The dispatcher's write: the new delivery, and its lane registered under its endpoint, in one
+        transaction, unless the lane's cursor has passed the event (a sender met it first and decided:
+        sent it, or skipped it as not the endpoint's, e.g. under a filter changed since). False when
+        nothing was written: the delivery exists, or the lane is past it."""
+        lane = {
+            "TableName": self._table,
+            "Key": lane_key(tenant_id, delivery.endpoint_id, delivery.customer_id),
+            "UpdateExpression": "SET entity = :entity, tenant_id = :tenant, gsi1pk = :gpk, gsi1sk = :gsk, "
+            "next_sequence = if_not_exists(next_sequence, :first)",
+            "ConditionExpression": "attribute_not_exists(next_sequence) OR next_sequence <= :seq",
+            "ExpressionAttributeValues": {
+                ":entity": {"S": "webhook_lane"},
+                ":tenant": {"S": tenant_id},
+                ":gpk": {"S": lanes_index(tenant_id, delivery.endpoint_id)},
+                ":gsk": {"S": lanes_index_sort_key(delivery.customer_id)},
+                ":first": {"N": "1"},
+                ":seq": {"N": str(delivery.sequence)},
+            },
+        }
+        writes = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _delivery_item(tenant_id, delivery),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {"Update": lane},
+        ]
+        return transact(self._client, self._table, writes) is None
+
+    def lanes(self, tenant_id: str, endpoint_id: str, limit: int, cursor: str | None) -> Page[str]:
+        """The customers the endpoint has a lane for (through gsi1)."""
+        return query_page(
+            self._client,
+            self._table,
+            index=GSI1,
+            partition=lanes_index(tenant_id, endpoint_id),
+            prefix=LANE_PREFIX,
+            limit=limit,
+            cursor=cursor,
+            convert=lambda item: str(item["gsi1sk"]["S"]).removeprefix(LANE_PREFIX),
+            table_prefix=tenant_prefix(tenant_id),
+        )
+
     def get_delivery(self, tenant_id: str, delivery_id: str) -> Delivery | None:
         item = self._get(delivery_key(tenant_id, delivery_id))
         return _delivery_from(item) if item else None
@@ -214,17 +267,16 @@ class DynamoWebhookStore:
     ) -> Lane | None:
         """Take the lane's lease; None when another sender holds it (it is then told to walk again)."""
         key = lane_key(tenant_id, endpoint_id, customer_id)
-        for _ in range(3):
+        for _ in range(LANE_TRIES):
             try:
-                item = call(
-                    self._table,
+                item = _conditional(
                     lambda: self._client.update_item(
                         TableName=self._table,
                         Key=key,
                         UpdateExpression=(
                             "SET lease_owner = :me, lease_until = :until, entity = :entity, "
-                            "tenant_id = :tenant, next_sequence = if_not_exists(next_sequence, :first) "
-                            "REMOVE rekick"
+                            "tenant_id = :tenant, gsi1pk = :gpk, gsi1sk = :gsk, "
+                            "next_sequence = if_not_exists(next_sequence, :first) REMOVE rekick"
                         ),
                         ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now",
                         ExpressionAttributeValues={
@@ -233,6 +285,8 @@ class DynamoWebhookStore:
                             ":now": {"S": format_timestamp(now)},
                             ":entity": {"S": "webhook_lane"},
                             ":tenant": {"S": tenant_id},
+                            ":gpk": {"S": lanes_index(tenant_id, endpoint_id)},
+                            ":gsk": {"S": lanes_index_sort_key(customer_id)},
                             ":first": {"N": "1"},
                         },
                         ReturnValues="ALL_NEW",
@@ -240,12 +294,14 @@ class DynamoWebhookStore:
                 )["Attributes"]
                 return Lane(int(item["next_sequence"]["N"]), item.get("timer_due", {}).get("S"))
             except ClientError as exc:
+                if error_code(exc) == "TransactionConflictException":
+                    time.sleep(0.05)  # a transaction of the holder is writing the lane: try again
+                    continue
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
             # Held: ask the holder to walk once more before it lets go (it checks at release).
             try:
-                call(
-                    self._table,
+                _conditional(
                     lambda: self._client.update_item(
                         TableName=self._table,
                         Key=key,
@@ -259,10 +315,10 @@ class DynamoWebhookStore:
                 )
                 return None
             except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
+                if error_code(exc) not in ("ConditionalCheckFailedException", "TransactionConflictException"):
                     raise
-            # Released in between: try to take it again.
-        return None
+            # Released in between (or being written): try to take it again.
+        raise TransientFailure(f"lane of {customer_id} kept changing under its lease; retry the kick")
 
     def lane_timer(self, tenant_id: str, endpoint_id: str, customer_id: str) -> str | None:
         item = self._get(lane_key(tenant_id, endpoint_id, customer_id))
@@ -303,6 +359,14 @@ class DynamoWebhookStore:
             return True  # the lease was lost (expired and taken): the new holder walks
         return False
 
+    def hand_over_lane(self, tenant_id: str, endpoint_id: str, customer_id: str, owner: str) -> None:
+        """Let go of the lease for another invocation to take on: the rekick flag goes too (the kick the
+        caller sends next does what it asked)."""
+        update = self._lane_update(tenant_id, endpoint_id, customer_id, owner)
+        update["UpdateExpression"] = "REMOVE lease_owner, lease_until, rekick"
+        with suppress(StaleRevision):  # the lease ran out and was taken: its holder walks
+            self._lane_write(update)
+
     def _lane_update(self, tenant_id: str, endpoint_id: str, customer_id: str, owner: str) -> dict[str, Any]:
         return {
             "TableName": self._table,
@@ -340,6 +404,19 @@ class DynamoWebhookStore:
             if error_code(exc) == "ConditionalCheckFailedException":
                 raise StaleRevision(f"{item['pk']['S']} changed meanwhile") from exc
             raise
+
+
+def _conditional(operation: Callable[[], Any]) -> Any:
+    """A conditional write whose failed condition or conflicting transaction the caller handles (they
+    come out as ClientError); throttling and service faults become TransientFailure."""
+    try:
+        return operation()
+    except ClientError as exc:
+        if error_code(exc) in ("ConditionalCheckFailedException", "TransactionConflictException"):
+            raise
+        if is_transient(exc):
+            raise TransientFailure(f"billing table: {error_code(exc)}") from exc
+        raise
 
 
 def _with_revision(value: Any, revision: int) -> Any:
@@ -433,7 +510,8 @@ def _delivery_item(tenant_id: str, delivery: Delivery) -> dict[str, Any]:
             for attempt in delivery.attempts
         ],
     }
-    expires = delivery.created_at + DELIVERY_TTL
+    # Kept while it moves (attempts, replays), and for the replay window after it was made.
+    expires = max(delivery.created_at, delivery.updated_at) + DELIVERY_TTL
     return {
         **delivery_key(tenant_id, delivery.id),
         "entity": {"S": "webhook_delivery"},

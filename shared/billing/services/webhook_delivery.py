@@ -25,6 +25,7 @@ from typing import Protocol
 from aws_lambda_powertools.metrics import MetricUnit
 
 from billing.domain.errors import StaleRevision
+from billing.domain.pages import Page
 from billing.domain.usage_events import format_timestamp
 from billing.domain.webhooks.attempts import AttemptOutcome
 from billing.domain.webhooks.deliveries import (
@@ -37,7 +38,13 @@ from billing.domain.webhooks.deliveries import (
 )
 from billing.domain.webhooks.endpoints import WebhookEndpoint
 from billing.domain.webhooks.events import WebhookEvent
-from billing.domain.webhooks.messages import LaneKick, ReplayRequest, SenderMessage, queue_delay
+from billing.domain.webhooks.messages import (
+    LaneKick,
+    ReplayRequest,
+    ResumeRequest,
+    SenderMessage,
+    queue_delay,
+)
 from billing.domain.webhooks.retries import RetrySchedule
 from billing.domain.webhooks.signing import webhook_headers
 from billing.resources import WEBHOOK_DEAD_LETTERED_METRIC
@@ -71,6 +78,11 @@ class WebhookStore(Protocol):
 
     def create_delivery(self, tenant_id: str, delivery: Delivery) -> bool: ...
 
+    def dispatch_delivery(self, tenant_id: str, delivery: Delivery) -> bool:
+        """Create the delivery and register its lane, unless the lane's cursor passed the event."""
+
+    def lanes(self, tenant_id: str, endpoint_id: str, limit: int, cursor: str | None) -> Page[str]: ...
+
     def get_delivery(self, tenant_id: str, delivery_id: str) -> Delivery | None: ...
 
     def save_delivery(self, tenant_id: str, delivery: Delivery) -> Delivery: ...
@@ -101,6 +113,8 @@ class WebhookStore(Protocol):
 
     def release_lane(self, tenant_id: str, endpoint_id: str, customer_id: str, owner: str) -> bool: ...
 
+    def hand_over_lane(self, tenant_id: str, endpoint_id: str, customer_id: str, owner: str) -> None: ...
+
 
 class WebhookQueue(Protocol):
     def kick(self, kicks: Sequence[LaneKick]) -> None:
@@ -108,6 +122,8 @@ class WebhookQueue(Protocol):
 
     def schedule(self, kick: LaneKick, delay_seconds: int) -> None:
         """Send one timer kick, delayed (at most the queue's limit)."""
+
+    def resume(self, request: ResumeRequest) -> None: ...
 
 
 class SecretBox(Protocol):
@@ -146,7 +162,7 @@ class OutboxDispatcher:
             for endpoint in endpoints[tenant_id]:
                 if not endpoint.should_deliver(event):
                     continue
-                if self._store.create_delivery(tenant_id, Delivery.create(endpoint, event, self._clock())):
+                if self._store.dispatch_delivery(tenant_id, Delivery.create(endpoint, event, self._clock())):
                     created += 1
                 kick = LaneKick(tenant_id, endpoint.id, event.customer_id)
                 kicks[kick.lane] = kick
@@ -159,7 +175,9 @@ class OutboxDispatcher:
 
 # ---- the sender --------------------------------------------------------------------------------------
 
-LANE_LEASE = timedelta(seconds=90)  # longer than the sender's timeout: a dead holder's lease runs out
+LANE_LEASE = timedelta(seconds=90)
+TIMER_SKEW = timedelta(seconds=5)
+RESUME_PAGE = 100  # longer than the sender's timeout: a dead holder's lease runs out
 EVENTS_PER_READ = 25
 TIME_RESERVE_MS = 20_000  # an attempt may take 15 s: start none with less left than this
 
@@ -194,8 +212,23 @@ class WebhookSender:
     def handle(self, message: SenderMessage, time_left_ms: Callable[[], int]) -> None:
         if isinstance(message, ReplayRequest):
             self.replay(message.tenant_id, message.delivery_id)
+        elif isinstance(message, ResumeRequest):
+            self.resume(message)
         else:
             self.run_lane(message, time_left_ms)
+
+    def resume(self, request: ResumeRequest) -> None:
+        """An endpoint enabled again: kick a page of its lanes, and hand the rest on to the next message.
+        Kicking a lane with nothing due costs one read; a lane waiting for a retry keeps waiting."""
+        endpoint = self._store.get_endpoint(request.tenant_id, request.endpoint_id)
+        if endpoint is None or endpoint.disabled:
+            return
+        page = self._store.lanes(request.tenant_id, request.endpoint_id, RESUME_PAGE, request.cursor)
+        kicks = [LaneKick(request.tenant_id, request.endpoint_id, customer) for customer in page.items]
+        if kicks:
+            self._queue.kick(kicks)
+        if page.next_cursor is not None:
+            self._queue.resume(ResumeRequest(request.tenant_id, request.endpoint_id, page.next_cursor))
 
     # -- lanes -----------------------------------------------------------------------------------------
 
@@ -216,8 +249,9 @@ class WebhookSender:
         while True:
             finished = walk.run(time_left_ms)
             if not finished:
-                # Out of time with more to send: hand the lane to a fresh invocation.
-                self._store.release_lane(tenant_id, endpoint_id, customer_id, owner)
+                # Out of time with more to send: hand the lane to a fresh invocation (the lease and any
+                # pending rekick go with it: the kick below does what the rekick asked).
+                self._store.hand_over_lane(tenant_id, endpoint_id, customer_id, owner)
                 self._queue.kick([LaneKick(tenant_id, endpoint_id, customer_id)])
                 return
             if self._store.release_lane(tenant_id, endpoint_id, customer_id, owner):
@@ -291,7 +325,7 @@ class WebhookSender:
                 "replay outcome not recorded: the delivery changed", extra={"delivery_id": delivery.id}
             )
         _count(after, outcome, replay=True)
-        if after.status is DeliveryStatus.FAILED and outcome.status_code == 410:
+        if outcome.status_code == 410:
             self.disable_after_gone(tenant_id, endpoint)
 
 
@@ -420,7 +454,9 @@ class _Walk:
     def _ensure_timer(self, due: datetime, now: datetime) -> None:
         """A lane waiting for a retry needs one timer for that time: send it unless it is out already."""
         text = format_timestamp(due)
-        if self._timer_due == text:
+        if self._timer_due == text and due - now > TIMER_SKEW:
+            # Its timer is out. Near its time it may have arrived already at a sender whose clock ran
+            # ahead of ours and found it early: then one more timer is cheaper than a stalled lane.
             return
         kick = LaneKick(self._tenant, self._endpoint.id, self._customer, due)
         self._sender._queue.schedule(kick, queue_delay(due, now))

@@ -28,7 +28,7 @@ from billing.domain.webhooks.endpoints import (
     event_types,
 )
 from billing.domain.webhooks.events import WebhookEvent
-from billing.domain.webhooks.messages import LaneKick, ReplayRequest
+from billing.domain.webhooks.messages import LaneKick, ReplayRequest, ResumeRequest
 from billing.domain.webhooks.signing import SECRET_BYTES, new_secret
 from billing.runtime import logger, metrics
 from billing.services.webhook_delivery import WebhookQueue, WebhookStore, secret_context
@@ -166,8 +166,10 @@ class WebhookEndpointService:
                 saved = self._store.save_endpoint(tenant_id, changed)
             except StaleRevision:
                 continue
-            if current.disabled and not saved.disabled:
-                self._resume(tenant_id, saved)
+            if disabled is False:
+                # Every time it is asked (so a retried request repairs a resume that failed): the sender
+                # kicks each of the endpoint's lanes, off this request's path.
+                self._queue.resume(ResumeRequest(tenant_id, saved.id))
             return saved
         raise Conflict("the endpoint kept changing meanwhile; retry", code="endpoint_changed")
 
@@ -191,21 +193,6 @@ class WebhookEndpointService:
             logger.info("webhook secret rotated", extra={"tenant_id": tenant_id, "endpoint_id": current.id})
             return EndpointWithSecret(saved, secret)
         raise Conflict("the endpoint kept changing meanwhile; retry", code="endpoint_changed")
-
-    def _resume(self, tenant_id: str, endpoint: WebhookEndpoint) -> None:
-        """Kick every lane of the endpoint that holds a pending delivery."""
-        lanes: dict[tuple[str, str, str], LaneKick] = {}
-        cursor: str | None = None
-        while True:
-            page = self._store.list_deliveries(tenant_id, endpoint.id, DeliveryStatus.PENDING, 100, cursor)
-            for delivery in page.items:
-                kick = LaneKick(tenant_id, endpoint.id, delivery.customer_id)
-                lanes[kick.lane] = kick
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        if lanes:
-            self._queue.kick(list(lanes.values()))
 
     def _check_url(self, url: str) -> None:
         try:

@@ -370,14 +370,25 @@ def test_a_replay_that_gets_no_answer_says_why() -> None:
     assert again.failure_reason == "replay failed: TLS handshake failed"
 
 
-def test_a_replay_answered_410_is_failed_for_410() -> None:
-    again = succeeded().attempted(http(410), CREATED + timedelta(hours=1), SCHEDULE, replay=True)
+def test_a_replay_of_a_dead_lettered_delivery_answered_410_is_failed_for_410() -> None:
+    again = dead_lettered().attempted(http(410), CREATED + timedelta(hours=1), SCHEDULE, replay=True)
     assert again.status is FAILED
     assert "410" in (again.failure_reason or "")
 
 
-def test_a_replay_of_a_delivered_delivery_that_fails_shows_the_failed_replay() -> None:
+def test_a_replay_of_a_delivered_delivery_answered_410_leaves_it_delivered() -> None:
+    again = succeeded().attempted(http(410), CREATED + timedelta(hours=1), SCHEDULE, replay=True)
+    assert (again.status, again.attempts[-1].status_code) == (SUCCEEDED, 410)
+
+
+def test_a_replay_of_a_delivered_delivery_that_fails_is_recorded_and_the_delivery_stays_delivered() -> None:
     again = succeeded().attempted(http(500), CREATED + timedelta(hours=1), SCHEDULE, replay=True)
+    assert (again.status, again.next_attempt_at, again.failure_reason) == (SUCCEEDED, None, None)
+    assert (again.attempts[-1].status_code, again.attempts[-1].replay) == (500, True)
+
+
+def test_a_replay_of_a_dead_lettered_delivery_that_fails_says_so() -> None:
+    again = dead_lettered().attempted(http(500), CREATED + timedelta(hours=1), SCHEDULE, replay=True)
     assert (again.status, again.next_attempt_at) == (FAILED, None)
     assert again.failure_reason == "replay failed: HTTP 500"
 
@@ -563,7 +574,8 @@ def test_a_delivery_driven_as_its_lane_drives_it_keeps_its_invariants(
             assert current.failure_reason  # a dead letter says why
         if before.status is not PENDING:
             assert current.status is not PENDING
-        assert (current.status is SUCCEEDED) == outcome.succeeded
+        # Succeeded once the receiver answered 2xx, and it stays so: a replay it fails does not undo it.
+        assert (current.status is SUCCEEDED) == (outcome.succeeded or before.status is SUCCEEDED)
         assert current.attempts[-1] == Attempt(
             now, outcome.status_code, outcome.error, outcome.duration_ms, replay=replay
         )

@@ -171,7 +171,7 @@ def test_a_message_that_is_not_an_object_is_poison(body: str) -> None:
 def test_a_message_of_an_unknown_kind_is_poison(body: str) -> None:
     refused = poison(body)
     assert refused.code == "schema_invalid"
-    assert refused.message == "webhook queue message names no lane or delivery"
+    assert refused.message == "webhook queue message names no lane, delivery or endpoint"
 
 
 @pytest.mark.parametrize("name", ["tenant_id", "endpoint_id", "customer_id"])

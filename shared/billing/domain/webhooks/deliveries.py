@@ -112,6 +112,8 @@ class Delivery:
         done = replace(self, attempts=attempts, scheduled_attempts=made, updated_at=at)
         if outcome.succeeded:
             return replace(done, status=DeliveryStatus.SUCCEEDED, next_attempt_at=None, failure_reason=None)
+        if replay and self.status is DeliveryStatus.SUCCEEDED:
+            return done  # the receiver had it: a replay it failed (even with 410) does not undo that
         if disables_endpoint(outcome.status_code):
             return replace(
                 done,

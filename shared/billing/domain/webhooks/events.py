@@ -10,6 +10,7 @@ duplicate.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -19,7 +20,6 @@ from typing import Any
 
 from billing.domain import canonical_json
 from billing.domain.invoicing import IssuedInvoice, RecordedPayment
-from billing.domain.pii import classify_value
 from billing.domain.rating.money import format_major
 from billing.domain.rating.periods import format_instant
 from billing.domain.usage_events import parse_timestamp
@@ -151,8 +151,9 @@ def on_payment(tenant_id: str, invoice: IssuedInvoice, payment: RecordedPayment)
         "settled": format_major(payment.settled_minor, payment.currency),
         "credited": format_major(payment.credited_minor, payment.currency),
         "currency": payment.currency.code,
-        # The client's own reference, unless it looks like personal data (then it is not repeated).
-        "reference": None if classify_value(payment.reference) else payment.reference,
+        # Not the client's reference itself (free text, it may name a person): its SHA-256, which the
+        # application can compute from the references it sent to match the payment.
+        "reference_sha256": hashlib.sha256(payment.reference.encode()).hexdigest(),
         "created_at": format_instant(payment.created_at),
     }
     events = [

@@ -3,7 +3,9 @@
 - a lane kick: walk the lane (endpoint, customer) and send what is due, in order. `due` is set on the
   timer of a retry: the queue delays a message 15 minutes at most, so a kick that arrives before its
   time is sent again for the rest (a chain), as long as it is still the lane's timer;
-- a replay: send one delivery again now, outside its lane's order.
+- a replay: send one delivery again now, outside its lane's order;
+- a resume: an endpoint was enabled again: kick each of its lanes (a page at a time, the cursor of the
+  next page carried by the next resume message).
 """
 
 from __future__ import annotations
@@ -56,7 +58,30 @@ class ReplayRequest:
         )
 
 
-SenderMessage = LaneKick | ReplayRequest
+@dataclass(frozen=True)
+class ResumeRequest:
+    tenant_id: str
+    endpoint_id: str
+    cursor: str | None = None
+
+    def body(self) -> str:
+        message: dict[str, Any] = {
+            "kind": "resume",
+            "tenant_id": self.tenant_id,
+            "endpoint_id": self.endpoint_id,
+        }
+        if self.cursor is not None:
+            message["cursor"] = self.cursor
+        return json.dumps(message, sort_keys=True, separators=(",", ":"))
+
+
+SenderMessage = LaneKick | ReplayRequest | ResumeRequest
+_IDS = {
+    "lane": ("tenant_id", "endpoint_id", "customer_id"),
+    "replay": ("tenant_id", "delivery_id"),
+    "resume": ("tenant_id", "endpoint_id"),
+}
+MAX_CURSOR_LENGTH = 4096
 
 
 def decode(body: str) -> SenderMessage:
@@ -68,11 +93,18 @@ def decode(body: str) -> SenderMessage:
     if not isinstance(message, dict):
         raise PoisonMessage("webhook queue message is not an object", code="schema_invalid")
     kind = message.get("kind")
-    ids = ("tenant_id", "endpoint_id", "customer_id") if kind == "lane" else ("tenant_id", "delivery_id")
-    if kind not in ("lane", "replay") or not all(is_key_id(message.get(name)) for name in ids):
-        raise PoisonMessage("webhook queue message names no lane or delivery", code="schema_invalid")
+    ids = _IDS.get(kind) if isinstance(kind, str) else None
+    if ids is None or not all(is_key_id(message.get(name)) for name in ids):
+        raise PoisonMessage(
+            "webhook queue message names no lane, delivery or endpoint", code="schema_invalid"
+        )
     if kind == "replay":
         return ReplayRequest(message["tenant_id"], message["delivery_id"])
+    if kind == "resume":
+        cursor = message.get("cursor")
+        if cursor is not None and (not isinstance(cursor, str) or not 0 < len(cursor) <= MAX_CURSOR_LENGTH):
+            raise PoisonMessage("webhook queue message has an unreadable cursor", code="schema_invalid")
+        return ResumeRequest(message["tenant_id"], message["endpoint_id"], cursor)
     due = message.get("due")
     try:
         when = None if due is None else parse_timestamp(due, "due")
