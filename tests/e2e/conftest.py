@@ -63,7 +63,9 @@ def start_runtime(
     workdir.mkdir(parents=True, exist_ok=True)
     stdout_path, stderr_path = workdir / "stdout.log", workdir / "stderr.log"
     process_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    command = [sys.executable, "-m", "local.runtime", "--port", "0", "--moto-port", "0", *args]
+    # Lean pools (fewer worker processes to start on CI's two cores); a test's own args come last and win.
+    lean = ["--api-concurrency", "2", "--sender-concurrency", "1", "--cycle-close-concurrency", "1"]
+    command = [sys.executable, "-m", "local.runtime", "--port", "0", "--moto-port", "0", *lean, *args]
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(command, cwd=REPO, env=process_env, stdout=out, stderr=err)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
